@@ -1,0 +1,69 @@
+/* curvkit's C ABI: plain structs and status codes (no exceptions) for ctypes, cffi and C. */
+#ifndef CURVKIT_C_API_H
+#define CURVKIT_C_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "curvkit/export.hpp"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Status codes; the same numbers as curvkit::status. */
+enum {
+    CURVKIT_OK = 0,
+    CURVKIT_INVALID_VALUE = 1,
+    CURVKIT_INVALID_TYPE = 2,
+    CURVKIT_UNSUPPORTED = 3,
+    CURVKIT_CUDA_FAILURE = 4,
+    CURVKIT_INTERNAL = 5
+};
+
+/** Scalar types: 0 float32, 1 float64, 2 int32, 3 int64. Devices: 0 CPU, 1 CUDA.
+ *  Triangle storage: 0 full, 1 upper, 2 lower. */
+typedef struct curvkit_dense {
+    void* data;
+    int32_t dtype;
+    int32_t device;
+    int32_t device_id;
+    int32_t ndim;
+    int64_t rows, cols;
+    int64_t row_stride, col_stride; /* in elements */
+} curvkit_dense;
+
+typedef struct curvkit_csr {
+    int64_t rows, cols, nnz;
+    const void* indptr;
+    const void* indices;
+    const void* values;
+    int32_t index_dtype;
+    int32_t value_dtype;
+    int32_t storage;
+    int32_t device;
+    int32_t device_id;
+} curvkit_csr;
+
+/** y = A x; see curvkit::csr_matmul. Returns a status code. */
+CURVKIT_API int curvkit_csr_matmul(const curvkit_csr* A, const curvkit_dense* x,
+                                   const curvkit_dense* y, void* stream);
+
+/** Validates A's index arrays; see curvkit::csr_check. */
+CURVKIT_API int curvkit_csr_check(const curvkit_csr* A, void* workspace, size_t bytes,
+                                  void* stream);
+
+/** Message of the last failure on this thread ("" after success). */
+CURVKIT_API const char* curvkit_last_error(void);
+
+/** Library version string. */
+CURVKIT_API const char* curvkit_version(void);
+
+/** 1 when the CUDA kernels are compiled in. */
+CURVKIT_API int curvkit_with_cuda(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CURVKIT_C_API_H */

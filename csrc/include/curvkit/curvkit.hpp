@@ -1,0 +1,7 @@
+// The curvkit C++ API in one include.
+#pragma once
+
+#include "curvkit/runtime.hpp"
+#include "curvkit/sparse.hpp"
+#include "curvkit/types.hpp"
+#include "curvkit/version.hpp"

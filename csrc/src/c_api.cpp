@@ -1,0 +1,87 @@
+// The extern "C" ABI: converts plain structs to views and exceptions to status codes.
+#include "curvkit/c_api.h"
+
+#include <exception>
+#include <string>
+
+#include "curvkit/runtime.hpp"
+#include "curvkit/sparse.hpp"
+
+namespace {
+
+thread_local std::string last_error;
+
+curvkit::dense_view to_view(const curvkit_dense& d) {
+    curvkit::dense_view v;
+    v.data = d.data;
+    v.dtype = static_cast<curvkit::scalar_type>(d.dtype);
+    v.device = static_cast<curvkit::device_kind>(d.device);
+    v.device_id = d.device_id;
+    v.ndim = d.ndim;
+    v.rows = d.rows;
+    v.cols = d.cols;
+    v.row_stride = d.row_stride;
+    v.col_stride = d.col_stride;
+    return v;
+}
+
+curvkit::csr_view to_view(const curvkit_csr& c) {
+    curvkit::csr_view v;
+    v.rows = c.rows;
+    v.cols = c.cols;
+    v.nnz = c.nnz;
+    v.indptr = c.indptr;
+    v.indices = c.indices;
+    v.values = c.values;
+    v.index_dtype = static_cast<curvkit::scalar_type>(c.index_dtype);
+    v.value_dtype = static_cast<curvkit::scalar_type>(c.value_dtype);
+    v.storage = static_cast<curvkit::triangle>(c.storage);
+    v.device = static_cast<curvkit::device_kind>(c.device);
+    v.device_id = c.device_id;
+    return v;
+}
+
+template <class F>
+int guarded(F&& f) {
+    try {
+        f();
+        last_error.clear();
+        return CURVKIT_OK;
+    } catch (const curvkit::error& e) {
+        last_error = e.what();
+        return static_cast<int>(e.code());
+    } catch (const std::exception& e) {
+        last_error = e.what();
+        return CURVKIT_INTERNAL;
+    } catch (...) {
+        last_error = "unknown error";
+        return CURVKIT_INTERNAL;
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+int curvkit_csr_matmul(const curvkit_csr* A, const curvkit_dense* x, const curvkit_dense* y,
+                       void* stream) {
+    return guarded([&] {
+        if (!A || !x || !y) throw curvkit::error(curvkit::status::invalid_value, "null argument");
+        curvkit::csr_matmul(to_view(*A), to_view(*x), to_view(*y), stream);
+    });
+}
+
+int curvkit_csr_check(const curvkit_csr* A, void* workspace, size_t bytes, void* stream) {
+    return guarded([&] {
+        if (!A) throw curvkit::error(curvkit::status::invalid_value, "null argument");
+        curvkit::csr_check(to_view(*A), workspace, bytes, stream);
+    });
+}
+
+const char* curvkit_last_error(void) { return last_error.c_str(); }
+
+const char* curvkit_version(void) { return curvkit::version(); }
+
+int curvkit_with_cuda(void) { return curvkit::with_cuda() ? 1 : 0; }
+
+}  // extern "C"

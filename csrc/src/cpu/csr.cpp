@@ -1,0 +1,227 @@
+// CPU CSR kernels: multithreaded SpMV/SpMM (full and triangle storage) and the index check.
+#include <omp.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace curvkit::cpu {
+namespace {
+
+using idx = std::int64_t;
+
+// Below this much work (entries + rows) waking the thread team costs more than it saves.
+constexpr idx parallel_threshold = idx{1} << 15;
+
+// Columns of a block handled together: a row's entries are read once per chunk, and a fixed
+// width lets the compiler keep the accumulators in vector registers.
+constexpr idx chunk = 16;
+
+// Rows [first, last) for thread t of nt, balanced by entries + rows so that skewed row
+// lengths do not leave one thread with most of the work.
+template <class I>
+std::pair<idx, idx> row_range(const I* indptr, idx rows, int t, int nt) {
+    const idx base = indptr[0];
+    const idx total = (static_cast<idx>(indptr[rows]) - base) + rows;
+    auto split = [&](int s) -> idx {
+        if (s <= 0) return 0;
+        if (s >= nt) return rows;
+        const idx target = total / nt * s + total % nt * s / nt;
+        idx lo = 0, hi = rows;
+        while (lo < hi) {  // first row whose prefix work reaches the target
+            const idx mid = lo + (hi - lo) / 2;
+            if (static_cast<idx>(indptr[mid]) - base + mid < target) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo;
+    };
+    return {split(t), split(t + 1)};
+}
+
+template <class F>
+void for_each_thread(idx work, F&& body) {
+#pragma omp parallel if (work >= parallel_threshold)
+    body(omp_get_thread_num(), omp_get_num_threads());
+}
+
+// ---- full storage ---------------------------------------------------------------------------
+
+template <class T, class I>
+void spmv_rows(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_ref<T>& y,
+               idx first, idx last) {
+    const idx xs = x.row_stride, ys = y.row_stride;
+    for (idx i = first; i < last; ++i) {
+        T acc = 0;
+        for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p)
+            acc += A.values[p] * x.data[static_cast<idx>(A.indices[p]) * xs];
+        y.data[i * ys] = acc;
+    }
+}
+
+// One row times one column chunk of width W (compile time) or w <= chunk (run time).
+template <idx W, class T, class I>
+inline void row_chunk(const csr_ref<T, I>& A, idx i, const T* x, idx xrs, idx xcs, T* y, idx ycs,
+                      idx w) {
+    T acc[chunk] = {};
+    const idx width = W > 0 ? W : w;
+    for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p) {
+        const T a = A.values[p];
+        const T* xr = x + static_cast<idx>(A.indices[p]) * xrs;
+        for (idx c = 0; c < width; ++c) acc[c] += a * xr[c * xcs];
+    }
+    for (idx c = 0; c < width; ++c) y[c * ycs] = acc[c];
+}
+
+template <class T, class I>
+void spmm_rows(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_ref<T>& y,
+               idx first, idx last) {
+    const idx k = x.cols;
+    const bool unit = x.col_stride == 1 && y.col_stride == 1;
+    for (idx i = first; i < last; ++i) {
+        T* yr = y.data + i * y.row_stride;
+        for (idx c0 = 0; c0 < k; c0 += chunk) {
+            const T* xc = x.data + c0 * x.col_stride;
+            T* yc = yr + c0 * y.col_stride;
+            if (unit && c0 + chunk <= k)
+                row_chunk<chunk>(A, i, xc, x.row_stride, 1, yc, 1, chunk);
+            else
+                row_chunk<0>(A, i, xc, x.row_stride, x.col_stride, yc, y.col_stride,
+                             std::min(chunk, k - c0));
+        }
+    }
+}
+
+// ---- triangle storage -----------------------------------------------------------------------
+
+// Scatter target of one thread for rows owned by other threads, zeroed lazily as it grows so
+// that banded matrices touch only a few rows of it.
+template <class T>
+struct spill {
+    std::unique_ptr<T[]> buf;
+    idx lo = 0, hi = 0, k = 0;
+
+    T* row(idx j, idx rows) {
+        if (!buf) {
+            buf.reset(new T[static_cast<std::size_t>(rows * k)]);
+            lo = j;
+            hi = j;
+        }
+        if (j < lo) {
+            std::fill(buf.get() + j * k, buf.get() + lo * k, T(0));
+            lo = j;
+        }
+        if (j >= hi) {
+            std::fill(buf.get() + hi * k, buf.get() + (j + 1) * k, T(0));
+            hi = j + 1;
+        }
+        return buf.get() + j * k;
+    }
+};
+
+template <class T, class I>
+void symmetric_product(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_ref<T>& y) {
+    const idx n = A.rows, k = x.cols;
+    const idx xrs = x.row_stride, xcs = x.col_stride, yrs = y.row_stride, ycs = y.col_stride;
+    const int max_threads = A.nnz + n >= parallel_threshold ? omp_get_max_threads() : 1;
+    std::vector<spill<T>> spills(static_cast<std::size_t>(max_threads));
+    std::vector<std::pair<idx, idx>> ranges(static_cast<std::size_t>(max_threads));
+
+#pragma omp parallel num_threads(max_threads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const auto [first, last] = row_range(A.indptr, n, t, nt);
+        ranges[t] = {first, last};
+        spill<T>& mine = spills[t];
+        mine.k = k;
+        for (idx i = first; i < last; ++i)
+            for (idx c = 0; c < k; ++c) y.data[i * yrs + c * ycs] = 0;
+
+        T acc[chunk];
+        for (idx i = first; i < last; ++i) {
+            const T* xi = x.data + i * xrs;
+            for (idx c0 = 0; c0 < k; c0 += chunk) {
+                const idx w = std::min(chunk, k - c0);
+                std::fill(acc, acc + w, T(0));
+                for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p) {
+                    const idx j = A.indices[p];
+                    const T a = A.values[p];
+                    const T* xj = x.data + j * xrs + c0 * xcs;
+                    for (idx c = 0; c < w; ++c) acc[c] += a * xj[c * xcs];
+                    if (j == i) continue;
+                    if (j >= first && j < last) {  // own row: no other thread writes it
+                        T* yj = y.data + j * yrs + c0 * ycs;
+                        for (idx c = 0; c < w; ++c) yj[c * ycs] += a * xi[(c0 + c) * xcs];
+                    } else {
+                        T* sj = mine.row(j, n) + c0;
+                        for (idx c = 0; c < w; ++c) sj[c] += a * xi[(c0 + c) * xcs];
+                    }
+                }
+                T* yi = y.data + i * yrs + c0 * ycs;
+                for (idx c = 0; c < w; ++c) yi[c * ycs] += acc[c];
+            }
+        }
+#pragma omp barrier
+        for (int s = 0; s < nt; ++s) {  // fold every other thread's spill into my rows
+            const spill<T>& other = spills[s];
+            if (s == t || !other.buf) continue;
+            const idx lo = std::max(other.lo, first), hi = std::min(other.hi, last);
+            for (idx j = lo; j < hi; ++j)
+                for (idx c = 0; c < k; ++c) y.data[j * yrs + c * ycs] += other.buf[j * k + c];
+        }
+    }
+}
+
+}  // namespace
+
+template <class T, class I>
+void csr_matmul(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_ref<T>& y) {
+    if (A.rows == 0 || x.cols == 0) return;
+    if (A.storage != triangle::full) return symmetric_product(A, x, y);
+    const idx work = (static_cast<idx>(A.indptr[A.rows]) - A.indptr[0] + A.rows) * x.cols;
+    for_each_thread(work, [&](int t, int nt) {
+        const auto [first, last] = row_range(A.indptr, A.rows, t, nt);
+        if (x.cols == 1) spmv_rows(A, x, y, first, last);
+        else spmm_rows(A, x, y, first, last);
+    });
+}
+
+template <class I>
+int csr_check(idx rows, idx cols, idx nnz, const I* indptr, const I* indices, triangle storage) {
+    if (indptr[0] != 0) return csr_bad_first;
+    int code = INT_MAX;
+#pragma omp parallel for reduction(min : code) if (rows >= parallel_threshold)
+    for (idx i = 0; i < rows; ++i)
+        if (indptr[i + 1] < indptr[i]) code = std::min(code, int{csr_decreasing});
+    if (code != INT_MAX) return code;
+    if (indptr[rows] != nnz) return csr_bad_last;
+    const bool upper = storage == triangle::upper, lower = storage == triangle::lower;
+#pragma omp parallel for reduction(min : code) if (nnz + rows >= parallel_threshold) \
+    schedule(static)
+    for (idx i = 0; i < rows; ++i) {
+        for (idx p = indptr[i]; p < static_cast<idx>(indptr[i + 1]); ++p) {
+            const idx j = indices[p];
+            if (j < 0 || j >= cols) code = std::min(code, int{csr_index_range});
+            else if ((upper && j < i) || (lower && j > i))
+                code = std::min(code, int{csr_wrong_triangle});
+        }
+    }
+    return code == INT_MAX ? csr_ok : code;
+}
+
+template void csr_matmul(const csr_ref<float, std::int32_t>&, const block_ref<const float>&,
+                         const block_ref<float>&);
+template void csr_matmul(const csr_ref<float, std::int64_t>&, const block_ref<const float>&,
+                         const block_ref<float>&);
+template void csr_matmul(const csr_ref<double, std::int32_t>&, const block_ref<const double>&,
+                         const block_ref<double>&);
+template void csr_matmul(const csr_ref<double, std::int64_t>&, const block_ref<const double>&,
+                         const block_ref<double>&);
+template int csr_check(idx, idx, idx, const std::int32_t*, const std::int32_t*, triangle);
+template int csr_check(idx, idx, idx, const std::int64_t*, const std::int64_t*, triangle);
+
+}  // namespace curvkit::cpu

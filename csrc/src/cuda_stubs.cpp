@@ -1,0 +1,47 @@
+// Stands in for the CUDA kernels in a build without CUDA: every entry point reports so.
+#include "kernels.hpp"
+
+namespace curvkit::cuda {
+namespace {
+[[noreturn]] void no_cuda() {
+    throw error(status::unsupported,
+                "this curvkit build has no CUDA kernels (rebuild with nvcc and CURVKIT_CUDA=ON)");
+}
+}  // namespace
+
+template <class T, class I>
+void csr_matmul(const csr_ref<T, I>&, const block_ref<const T>&, const block_ref<T>&, void*) {
+    no_cuda();
+}
+
+std::size_t csr_check_workspace_size() noexcept { return 0; }
+
+template <class I>
+int csr_check(std::int64_t, std::int64_t, std::int64_t, const I*, const I*, triangle, void*,
+              void*) {
+    no_cuda();
+}
+
+device_guard::device_guard(int) { no_cuda(); }
+device_guard::~device_guard() = default;
+
+int device_count() noexcept { return 0; }
+bool device_properties(int, char*, std::size_t, int*, int*, std::size_t*) noexcept {
+    return false;
+}
+int runtime_version() noexcept { return 0; }
+
+template void csr_matmul(const csr_ref<float, std::int32_t>&, const block_ref<const float>&,
+                         const block_ref<float>&, void*);
+template void csr_matmul(const csr_ref<float, std::int64_t>&, const block_ref<const float>&,
+                         const block_ref<float>&, void*);
+template void csr_matmul(const csr_ref<double, std::int32_t>&, const block_ref<const double>&,
+                         const block_ref<double>&, void*);
+template void csr_matmul(const csr_ref<double, std::int64_t>&, const block_ref<const double>&,
+                         const block_ref<double>&, void*);
+template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int32_t*,
+                       const std::int32_t*, triangle, void*, void*);
+template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int64_t*,
+                       const std::int64_t*, triangle, void*, void*);
+
+}  // namespace curvkit::cuda

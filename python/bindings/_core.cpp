@@ -1,0 +1,167 @@
+// pybind11 module curvkit._core: turns NumPy/CuPy arrays into views and forwards to the C++ API.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "curvkit/curvkit.hpp"
+
+namespace py = pybind11;
+using curvkit::device_kind;
+using curvkit::scalar_type;
+
+namespace {
+
+scalar_type scalar_type_of(const py::dtype& dt) {
+    const char kind = dt.kind();
+    const auto size = dt.itemsize();
+    if (kind == 'f' && size == 4) return scalar_type::f32;
+    if (kind == 'f' && size == 8) return scalar_type::f64;
+    if (kind == 'i' && size == 4) return scalar_type::i32;
+    if (kind == 'i' && size == 8) return scalar_type::i64;
+    throw py::type_error("unsupported dtype " + std::string(py::str(dt)) +
+                         " (expected float32, float64, int32 or int64)");
+}
+
+// The one adaptor from Python arrays to views: NumPy arrays through the buffer protocol,
+// CuPy arrays through their pointer, shape and strides (the Python layer has already turned
+// other GPU arrays into CuPy arrays, zero-copy). Nothing is converted or copied here.
+curvkit::dense_view view_of(py::handle obj, int device_id, bool writable) {
+    curvkit::dense_view v;
+    std::int64_t shape[2] = {0, 1}, strides[2] = {0, 0};
+    if (py::isinstance<py::array>(obj)) {
+        auto a = py::reinterpret_borrow<py::array>(obj);
+        if (writable && !a.writeable()) throw py::value_error("output array is read-only");
+        if (a.ndim() < 1 || a.ndim() > 2) throw py::value_error("arrays must be 1-D or 2-D");
+        v.ndim = static_cast<int>(a.ndim());
+        v.dtype = scalar_type_of(a.dtype());
+        v.data = const_cast<void*>(a.data());
+        for (int d = 0; d < v.ndim; ++d) {
+            shape[d] = a.shape(d);
+            strides[d] = a.strides(d);
+        }
+        v.device = device_kind::cpu;
+    } else {
+        py::tuple shp = obj.attr("shape"), str = obj.attr("strides");
+        if (shp.size() < 1 || shp.size() > 2) throw py::value_error("arrays must be 1-D or 2-D");
+        v.ndim = static_cast<int>(shp.size());
+        v.dtype = scalar_type_of(obj.attr("dtype").cast<py::dtype>());
+        v.data = reinterpret_cast<void*>(obj.attr("data").attr("ptr").cast<std::uintptr_t>());
+        for (int d = 0; d < v.ndim; ++d) {
+            shape[d] = shp[d].cast<std::int64_t>();
+            strides[d] = str[d].cast<std::int64_t>();
+        }
+        v.device = device_kind::cuda;
+        v.device_id = device_id;
+    }
+    const auto item = static_cast<std::int64_t>(curvkit::size_of(v.dtype));
+    if (strides[0] % item || strides[1] % item)
+        throw py::value_error("array strides must be multiples of the item size");
+    v.rows = shape[0];
+    v.cols = v.ndim == 2 ? shape[1] : 1;
+    v.row_stride = strides[0] / item;
+    v.col_stride = v.ndim == 2 ? strides[1] / item : 1;
+    return v;
+}
+
+// A CSR matrix whose arrays stay referenced from Python for as long as the handle lives,
+// converted once so that each product only converts the vectors.
+class csr_handle {
+public:
+    csr_handle(py::object indptr, py::object indices, py::object values, std::int64_t rows,
+               std::int64_t cols, int storage, int device_id)
+        : indptr_(std::move(indptr)), indices_(std::move(indices)), values_(std::move(values)) {
+        const auto p = view_of(indptr_, device_id, false);
+        const auto i = view_of(indices_, device_id, false);
+        const auto d = view_of(values_, device_id, false);
+        if (p.ndim != 1 || i.ndim != 1 || d.ndim != 1)
+            throw py::value_error("indptr, indices and data must be 1-D");
+        if (p.row_stride != 1 || i.row_stride != 1 || d.row_stride != 1)
+            throw py::value_error("indptr, indices and data must be contiguous");
+        if (p.dtype != i.dtype) throw py::type_error("indptr and indices must share one dtype");
+        if (p.device != i.device || p.device != d.device)
+            throw py::type_error("indptr, indices and data must live on the same device");
+        if (i.rows != d.rows) throw py::value_error("indices and data differ in length");
+        if (p.rows != rows + 1)
+            throw py::value_error("indptr must have rows + 1 = " + std::to_string(rows + 1) +
+                                  " entries, got " + std::to_string(p.rows));
+        if (storage < 0 || storage > 2) throw py::value_error("storage must be 0, 1 or 2");
+        view_.rows = rows;
+        view_.cols = cols;
+        view_.nnz = i.rows;
+        view_.indptr = p.data;
+        view_.indices = i.data;
+        view_.values = d.data;
+        view_.index_dtype = p.dtype;
+        view_.value_dtype = d.dtype;
+        view_.storage = static_cast<curvkit::triangle>(storage);
+        view_.device = p.device;
+        view_.device_id = p.device_id;
+    }
+
+    void matmul(py::handle x, py::handle y, std::uintptr_t stream) const {
+        const auto xv = view_of(x, view_.device_id, false);
+        const auto yv = view_of(y, view_.device_id, true);
+        py::gil_scoped_release release;
+        curvkit::csr_matmul(view_, xv, yv, reinterpret_cast<void*>(stream));
+    }
+
+    std::size_t check_workspace_size() const { return curvkit::csr_check_workspace_size(view_); }
+
+    void check(py::object workspace, std::uintptr_t stream) const {
+        void* ws = nullptr;
+        std::size_t bytes = 0;
+        if (!workspace.is_none()) {
+            const auto w = view_of(workspace, view_.device_id, true);
+            ws = w.data;
+            bytes = static_cast<std::size_t>(w.rows) * curvkit::size_of(w.dtype);
+        }
+        py::gil_scoped_release release;
+        curvkit::csr_check(view_, ws, bytes, reinterpret_cast<void*>(stream));
+    }
+
+private:
+    py::object indptr_, indices_, values_;
+    curvkit::csr_view view_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "curvkit's compiled core; use the curvkit package instead.";
+
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const curvkit::error& e) {
+            switch (e.code()) {
+                case curvkit::status::invalid_value: PyErr_SetString(PyExc_ValueError, e.what()); break;
+                case curvkit::status::invalid_type: PyErr_SetString(PyExc_TypeError, e.what()); break;
+                default: PyErr_SetString(PyExc_RuntimeError, e.what()); break;
+            }
+        }
+    });
+
+    m.def("version", &curvkit::version);
+    m.def("with_cuda", &curvkit::with_cuda);
+    m.def("cuda_architectures", &curvkit::cuda_architectures);
+    m.def("cuda_runtime_version", &curvkit::cuda_runtime_version);
+    m.def("visible_gpus", [] {
+        py::list out;
+        for (const auto& g : curvkit::visible_gpus())
+            out.append(py::dict(py::arg("id") = g.id, py::arg("name") = g.name,
+                                py::arg("compute_capability") = py::make_tuple(g.major, g.minor),
+                                py::arg("memory_bytes") = g.memory_bytes));
+        return out;
+    });
+
+    py::class_<csr_handle>(m, "CsrHandle")
+        .def(py::init<py::object, py::object, py::object, std::int64_t, std::int64_t, int, int>(),
+             py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("rows"),
+             py::arg("cols"), py::arg("storage"), py::arg("device_id"))
+        .def("matmul", &csr_handle::matmul, py::arg("x"), py::arg("y"), py::arg("stream"))
+        .def("check_workspace_size", &csr_handle::check_workspace_size)
+        .def("check", &csr_handle::check, py::arg("workspace"), py::arg("stream"));
+}
