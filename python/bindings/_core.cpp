@@ -78,7 +78,8 @@ public:
         const auto d = view_of(values_, device_id, false);
         if (p.ndim != 1 || i.ndim != 1 || d.ndim != 1)
             throw py::value_error("indptr, indices and data must be 1-D");
-        if (p.row_stride != 1 || i.row_stride != 1 || d.row_stride != 1)
+        auto strided = [](const curvkit::dense_view& v) { return v.rows > 1 && v.row_stride != 1; };
+        if (strided(p) || strided(i) || strided(d))
             throw py::value_error("indptr, indices and data must be contiguous");
         if (p.dtype != i.dtype) throw py::type_error("indptr and indices must share one dtype");
         if (p.device != i.device || p.device != d.device)
