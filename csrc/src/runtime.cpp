@@ -3,6 +3,7 @@
 
 #include "curvkit/types.hpp"
 #include "curvkit/version.hpp"
+#include "curvkit_build_config.hpp"
 #include "kernels.hpp"
 
 namespace curvkit {
@@ -31,11 +32,7 @@ bool with_cuda() noexcept {
 }
 
 const char* cuda_architectures() noexcept {
-#if defined(CURVKIT_CUDA_ARCHITECTURES)
-    return CURVKIT_CUDA_ARCHITECTURES;
-#else
-    return "";
-#endif
+    return CURVKIT_BUILT_ARCHITECTURES;
 }
 
 int cuda_runtime_version() noexcept { return cuda::runtime_version(); }

@@ -180,8 +180,8 @@ class CSRMatrix:
         if xp is not np and dev != self._device:
             raise ValueError(f"v is on GPU {dev}, the matrix on GPU {self._device}")
         if out is None:
-            if xp is np:
-                out = np.empty(shape, dtype)
+            if xp is np or xp.cuda.runtime.getDevice() == dev:
+                out = xp.empty(shape, dtype)
             else:
                 with xp.cuda.Device(dev):
                     out = xp.empty(shape, dtype)
