@@ -123,47 +123,83 @@ struct spill {
     }
 };
 
+// Row i of a stored triangle, columns [c0, c0 + width): y_i += sum_j a_ij x_j, and the mirrored
+// a_ij x_i go to y_j (own rows) or to the spill (rows of other threads). W > 0 fixes the width
+// at compile time so the accumulators stay in registers.
+template <idx W, class T, class I>
+inline void triangle_row(const csr_ref<T, I>& A, idx i, idx c0, idx w, const block_ref<const T>& x,
+                         const block_ref<T>& y, idx first, idx last, spill<T>& mine) {
+    const idx width = W > 0 ? W : w;
+    const idx xrs = x.row_stride, xcs = x.col_stride, yrs = y.row_stride, ycs = y.col_stride;
+    const T* xi = x.data + i * xrs + c0 * xcs;
+    T xi_c[chunk], acc[chunk];
+    for (idx c = 0; c < width; ++c) {
+        xi_c[c] = xi[c * xcs];
+        acc[c] = 0;
+    }
+    for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p) {
+        const idx j = A.indices[p];
+        const T a = A.values[p];
+        const T* xj = x.data + j * xrs + c0 * xcs;
+        for (idx c = 0; c < width; ++c) acc[c] += a * xj[c * xcs];
+        if (j == i) continue;
+        if (j >= first && j < last) {  // own row: no other thread writes it
+            T* yj = y.data + j * yrs + c0 * ycs;
+            for (idx c = 0; c < width; ++c) yj[c * ycs] += a * xi_c[c];
+        } else {
+            T* sj = mine.row(j, A.rows) + c0;
+            for (idx c = 0; c < width; ++c) sj[c] += a * xi_c[c];
+        }
+    }
+    T* yi = y.data + i * yrs + c0 * ycs;
+    for (idx c = 0; c < width; ++c) yi[c * ycs] += acc[c];
+}
+
+// Rows [first, last) of a vector product (k = 1): scalar accumulators, no chunk loop.
+template <class T, class I>
+void triangle_vector_rows(const csr_ref<T, I>& A, const block_ref<const T>& x,
+                          const block_ref<T>& y, idx first, idx last, spill<T>& mine) {
+    const idx xs = x.row_stride, ys = y.row_stride;
+    for (idx i = first; i < last; ++i) {
+        const T xi = x.data[i * xs];
+        T acc = 0;
+        for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p) {
+            const idx j = A.indices[p];
+            const T a = A.values[p];
+            acc += a * x.data[j * xs];
+            if (j == i) continue;
+            T* target = (j >= first && j < last) ? y.data + j * ys : mine.row(j, A.rows);
+            *target += a * xi;
+        }
+        y.data[i * ys] += acc;
+    }
+}
+
 template <class T, class I>
 void symmetric_product(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_ref<T>& y) {
     const idx n = A.rows, k = x.cols;
-    const idx xrs = x.row_stride, xcs = x.col_stride, yrs = y.row_stride, ycs = y.col_stride;
-    const int max_threads = A.nnz + n >= parallel_threshold ? omp_get_max_threads() : 1;
+    const int max_threads = (A.nnz + n) * k >= parallel_threshold ? omp_get_max_threads() : 1;
     std::vector<spill<T>> spills(static_cast<std::size_t>(max_threads));
-    std::vector<std::pair<idx, idx>> ranges(static_cast<std::size_t>(max_threads));
 
 #pragma omp parallel num_threads(max_threads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const auto [first, last] = row_range(A.indptr, n, t, nt);
-        ranges[t] = {first, last};
         spill<T>& mine = spills[t];
         mine.k = k;
         for (idx i = first; i < last; ++i)
-            for (idx c = 0; c < k; ++c) y.data[i * yrs + c * ycs] = 0;
+            for (idx c = 0; c < k; ++c) y.data[i * y.row_stride + c * y.col_stride] = 0;
 
-        T acc[chunk];
-        for (idx i = first; i < last; ++i) {
-            const T* xi = x.data + i * xrs;
-            for (idx c0 = 0; c0 < k; c0 += chunk) {
-                const idx w = std::min(chunk, k - c0);
-                std::fill(acc, acc + w, T(0));
-                for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p) {
-                    const idx j = A.indices[p];
-                    const T a = A.values[p];
-                    const T* xj = x.data + j * xrs + c0 * xcs;
-                    for (idx c = 0; c < w; ++c) acc[c] += a * xj[c * xcs];
-                    if (j == i) continue;
-                    if (j >= first && j < last) {  // own row: no other thread writes it
-                        T* yj = y.data + j * yrs + c0 * ycs;
-                        for (idx c = 0; c < w; ++c) yj[c * ycs] += a * xi[(c0 + c) * xcs];
-                    } else {
-                        T* sj = mine.row(j, n) + c0;
-                        for (idx c = 0; c < w; ++c) sj[c] += a * xi[(c0 + c) * xcs];
-                    }
+        if (k == 1) {
+            triangle_vector_rows(A, x, y, first, last, mine);
+        } else {
+            for (idx i = first; i < last; ++i)
+                for (idx c0 = 0; c0 < k; c0 += chunk) {
+                    if (c0 + chunk <= k)
+                        triangle_row<chunk>(A, i, c0, chunk, x, y, first, last, mine);
+                    else
+                        triangle_row<0>(A, i, c0, k - c0, x, y, first, last, mine);
                 }
-                T* yi = y.data + i * yrs + c0 * ycs;
-                for (idx c = 0; c < w; ++c) yi[c * ycs] += acc[c];
-            }
         }
 #pragma omp barrier
         for (int s = 0; s < nt; ++s) {  // fold every other thread's spill into my rows
@@ -171,7 +207,8 @@ void symmetric_product(const csr_ref<T, I>& A, const block_ref<const T>& x, cons
             if (s == t || !other.buf) continue;
             const idx lo = std::max(other.lo, first), hi = std::min(other.hi, last);
             for (idx j = lo; j < hi; ++j)
-                for (idx c = 0; c < k; ++c) y.data[j * yrs + c * ycs] += other.buf[j * k + c];
+                for (idx c = 0; c < k; ++c)
+                    y.data[j * y.row_stride + c * y.col_stride] += other.buf[j * k + c];
         }
     }
 }
