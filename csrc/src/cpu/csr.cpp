@@ -155,23 +155,30 @@ inline void triangle_row(const csr_ref<T, I>& A, idx i, idx c0, idx w, const blo
     for (idx c = 0; c < width; ++c) yi[c * ycs] += acc[c];
 }
 
-// Rows [first, last) of a vector product (k = 1): scalar accumulators, no chunk loop.
+// Rows [first, last) of a vector product (k = 1): scalar accumulators, no chunk loop. Locals
+// with __restrict__ let the compiler keep the row loop in registers across the scattered stores.
 template <class T, class I>
 void triangle_vector_rows(const csr_ref<T, I>& A, const block_ref<const T>& x,
                           const block_ref<T>& y, idx first, idx last, spill<T>& mine) {
+    const I* __restrict__ indptr = A.indptr;
+    const I* __restrict__ indices = A.indices;
+    const T* __restrict__ values = A.values;
+    const T* __restrict__ xd = x.data;
+    T* __restrict__ yd = y.data;
     const idx xs = x.row_stride, ys = y.row_stride;
     for (idx i = first; i < last; ++i) {
-        const T xi = x.data[i * xs];
+        const T xi = xd[i * xs];
         T acc = 0;
-        for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p) {
-            const idx j = A.indices[p];
-            const T a = A.values[p];
-            acc += a * x.data[j * xs];
+        const idx end = indptr[i + 1];
+        for (idx p = indptr[i]; p < end; ++p) {
+            const idx j = indices[p];
+            const T a = values[p];
+            acc += a * xd[j * xs];
             if (j == i) continue;
-            T* target = (j >= first && j < last) ? y.data + j * ys : mine.row(j, A.rows);
-            *target += a * xi;
+            if (j >= first && j < last) yd[j * ys] += a * xi;
+            else *mine.row(j, A.rows) += a * xi;
         }
-        y.data[i * ys] += acc;
+        yd[i * ys] += acc;
     }
 }
 
