@@ -99,13 +99,14 @@ void spmm_rows(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_
 // ---- triangle storage -----------------------------------------------------------------------
 
 // Scatter target of one thread for rows owned by other threads, zeroed lazily as it grows so
-// that banded matrices touch only a few rows of it.
+// that banded matrices touch only a few rows of it. row() is the rare path and kept out of
+// line: inlined, it cost the hot loop its registers and doubled the triangle product's time.
 template <class T>
 struct spill {
     std::unique_ptr<T[]> buf;
     idx lo = 0, hi = 0, k = 0;
 
-    T* row(idx j, idx rows) {
+    __attribute__((noinline)) T* row(idx j, idx rows) {
         if (!buf) {
             buf.reset(new T[static_cast<std::size_t>(rows * k)]);
             lo = j;
@@ -155,8 +156,7 @@ inline void triangle_row(const csr_ref<T, I>& A, idx i, idx c0, idx w, const blo
     for (idx c = 0; c < width; ++c) yi[c * ycs] += acc[c];
 }
 
-// Rows [first, last) of a vector product (k = 1): scalar accumulators, no chunk loop. Locals
-// with __restrict__ let the compiler keep the row loop in registers across the scattered stores.
+// Rows [first, last) of a vector product (k = 1): scalar accumulators, no chunk loop.
 template <class T, class I>
 void triangle_vector_rows(const csr_ref<T, I>& A, const block_ref<const T>& x,
                           const block_ref<T>& y, idx first, idx last, spill<T>& mine) {
