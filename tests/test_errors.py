@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import curvkit
 from conftest import to_device
@@ -136,3 +138,33 @@ def test_cuda_array_without_cuda_build_is_reported():
 
     with pytest.raises(Exception):
         curvkit.hvp(sp.csr_matrix(np.eye(1)), FakeDeviceArray())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.integers(0, 6),
+    cols=st.integers(0, 6),
+    indptr=st.lists(st.integers(-3, 12), min_size=1, max_size=8),
+    indices=st.lists(st.integers(-3, 8), max_size=12),
+    triangle=st.sampled_from([None, "upper", "lower"]),
+    index_dtype=st.sampled_from([np.int32, np.int64]),
+)
+def test_fuzzed_csr_arrays_raise_or_are_right(rows, cols, indptr, indices, triangle, index_dtype):
+    """Arbitrary index arrays: a clear ValueError, or the product a dense reference gives."""
+    if triangle is not None:
+        cols = rows
+    indptr = np.array(indptr, dtype=index_dtype)
+    indices = np.array(indices, dtype=index_dtype)
+    data = np.arange(1.0, len(indices) + 1.0)
+    try:
+        H = curvkit.CSRMatrix(indptr, indices, data, (rows, cols), symmetric=triangle)
+    except ValueError:
+        return
+    dense = np.zeros((rows, cols))
+    for i in range(rows):
+        for p in range(indptr[i], indptr[i + 1]):
+            dense[i, indices[p]] += data[p]
+    if triangle is not None:
+        dense = dense + dense.T - np.diag(np.diag(dense))
+    v = np.linspace(-1.0, 2.0, cols)
+    np.testing.assert_allclose(H @ v, dense @ v, rtol=1e-13, atol=1e-13)
