@@ -65,16 +65,21 @@ def namespace(*modules: ModuleType) -> ModuleType:
     return first
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def value_dtype(*dtypes: Any) -> np.dtype:
     """Floating type a computation runs in: float32 or float64 (integers and bools → float64)."""
+    if all(d is _F64 for d in dtypes):  # the common case, without NumPy's promotion machinery
+        return _F64
     dt = np.result_type(*dtypes)
     if dt.kind in "biu":
-        return np.dtype(np.float64)
+        return _F64
     if dt.kind == "f":
         if dt.itemsize <= 4:
-            return np.dtype(np.float32)
+            return _F32
         if dt.itemsize == 8:
-            return np.dtype(np.float64)
+            return _F64
     raise TypeError(f"unsupported dtype {dt}: curvkit computes in float32 or float64")
 
 

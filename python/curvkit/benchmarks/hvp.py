@@ -12,9 +12,12 @@ from .problems import poisson2d, random_csr, spmv_floor_bytes
 
 
 def _cpu_problems(quick: bool):
+    small = [("poisson2d 64^2 (call cost)", poisson2d(64))]
     if quick:
-        return [("poisson2d 256^2", poisson2d(256)), ("random n=1e5 16/row", random_csr(10**5, 16))]
-    return [("poisson2d 1024^2", poisson2d(1024)), ("random n=1e6 16/row", random_csr(10**6, 16))]
+        return small + [("poisson2d 256^2", poisson2d(256)),
+                        ("random n=1e5 16/row", random_csr(10**5, 16))]
+    return small + [("poisson2d 1024^2", poisson2d(1024)),
+                    ("random n=1e6 16/row", random_csr(10**6, 16))]
 
 
 def _cpu_row(name: str, problem: str, A, ours_op: CSRMatrix, X, floor_bytes: float) -> Row:
