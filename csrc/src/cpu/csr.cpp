@@ -22,6 +22,9 @@ constexpr idx parallel_threshold = idx{1} << 15;
 // width lets the compiler keep the accumulators in vector registers.
 constexpr idx chunk = 16;
 
+// Entries ahead whose x rows the block product prefetches.
+constexpr idx prefetch_distance = 8;
+
 // Rows [first, last) for thread t of nt, balanced by entries + rows so that skewed row
 // lengths do not leave one thread with most of the work.
 template <class I>
@@ -57,8 +60,10 @@ void spmv_rows(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_
     const idx xs = x.row_stride, ys = y.row_stride;
     for (idx i = first; i < last; ++i) {
         T acc = 0;
-        for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p)
+        const idx end = A.indptr[i + 1];
+        for (idx p = A.indptr[i]; p < end; ++p) {
             acc += A.values[p] * x.data[static_cast<idx>(A.indices[p]) * xs];
+        }
         y.data[i * ys] = acc;
     }
 }
@@ -69,9 +74,18 @@ inline void row_chunk(const csr_ref<T, I>& A, idx i, const T* x, idx xrs, idx xc
                       idx w) {
     T acc[chunk] = {};
     const idx width = W > 0 ? W : w;
-    for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p) {
+    const idx end = A.indptr[i + 1];
+    const idx last = A.indptr[A.rows];
+    for (idx p = A.indptr[i]; p < end; ++p) {
         const T a = A.values[p];
         const T* xr = x + static_cast<idx>(A.indices[p]) * xrs;
+        // Rows of x are gathered at random for graph-like matrices: ask for the row needed a
+        // few entries ahead so that its cache lines are in flight while we compute.
+        if (p + prefetch_distance < last) {
+            const T* ahead = x + static_cast<idx>(A.indices[p + prefetch_distance]) * xrs;
+            __builtin_prefetch(ahead);
+            if (W * sizeof(T) > 64) __builtin_prefetch(ahead + 64 / sizeof(T));
+        }
         for (idx c = 0; c < width; ++c) acc[c] += a * xr[c * xcs];
     }
     for (idx c = 0; c < width; ++c) y[c * ycs] = acc[c];
