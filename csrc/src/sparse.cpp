@@ -17,7 +17,13 @@ std::string shape_of(const dense_view& v) {
                        : "(" + std::to_string(v.rows) + ", " + std::to_string(v.cols) + ")";
 }
 
+bool known_device(device_kind d) { return d == device_kind::cpu || d == device_kind::cuda; }
+
 void check_csr_header(const csr_view& A) {
+    if (!known_device(A.device)) fail(status::invalid_value, "unknown device kind");
+    if (A.storage != triangle::full && A.storage != triangle::upper &&
+        A.storage != triangle::lower)
+        fail(status::invalid_value, "unknown triangle storage");
     if (A.rows < 0 || A.cols < 0 || A.nnz < 0) fail(status::invalid_value, "negative matrix size");
     if (A.storage != triangle::full && A.rows != A.cols)
         fail(status::invalid_value, "triangle storage needs a square matrix, got " +
@@ -34,6 +40,8 @@ void check_csr_header(const csr_view& A) {
 }
 
 void check_dense(const dense_view& v, const char* what) {
+    if (!known_device(v.device))
+        fail(status::invalid_value, std::string(what) + " has an unknown device kind");
     if (v.ndim != 1 && v.ndim != 2)
         fail(status::invalid_value, std::string(what) + " must be 1-D or 2-D");
     if (v.rows < 0 || v.cols < 0 || (v.ndim == 1 && v.cols != 1))

@@ -14,8 +14,12 @@ _KDL_CUDA = 2  # DLPack device type of CUDA memory
 
 
 def _cupy() -> ModuleType:
-    import cupy
-
+    try:
+        import cupy
+    except ImportError as e:
+        raise TypeError(
+            "GPU arrays need CuPy, which is not importable here (pip install 'curvkit[gpu]')"
+        ) from e
     return cupy
 
 

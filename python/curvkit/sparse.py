@@ -85,6 +85,11 @@ class CSRMatrix:
             if indptr.dtype == np.int32 and indices.dtype == np.int32
             else np.dtype(np.int64)
         )
+        if xp is not np and not _core.with_cuda():
+            raise RuntimeError(
+                "CuPy arrays need the CUDA kernels, and this curvkit build has none; reinstall "
+                "with nvcc on PATH (CURVKIT_CUDA=ON pip install curvkit)"
+            )
         self._xp: ModuleType = xp
         self._device = _arrays.device_id(xp, data)
         if xp is not np and (indptr.device.id != self._device or indices.device.id != self._device):
