@@ -54,17 +54,21 @@ void for_each_thread(idx work, F&& body) {
 
 // ---- full storage ---------------------------------------------------------------------------
 
-template <class T, class I>
+// Unit strides (the usual case) are a compile-time constant, sparing a multiply per entry.
+template <bool Unit, class T, class I>
 void spmv_rows(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_ref<T>& y,
                idx first, idx last) {
-    const idx xs = x.row_stride, ys = y.row_stride;
+    const I* __restrict__ indptr = A.indptr;
+    const I* __restrict__ indices = A.indices;
+    const T* __restrict__ values = A.values;
+    const T* __restrict__ xd = x.data;
+    T* __restrict__ yd = y.data;
+    const idx xs = Unit ? 1 : x.row_stride, ys = Unit ? 1 : y.row_stride;
     for (idx i = first; i < last; ++i) {
         T acc = 0;
-        const idx end = A.indptr[i + 1];
-        for (idx p = A.indptr[i]; p < end; ++p) {
-            acc += A.values[p] * x.data[static_cast<idx>(A.indices[p]) * xs];
-        }
-        y.data[i * ys] = acc;
+        const idx end = indptr[i + 1];
+        for (idx p = indptr[i]; p < end; ++p) acc += values[p] * xd[static_cast<idx>(indices[p]) * xs];
+        yd[i * ys] = acc;
     }
 }
 
@@ -243,7 +247,10 @@ void csr_matmul(const csr_ref<T, I>& A, const block_ref<const T>& x, const block
     const idx work = (static_cast<idx>(A.indptr[A.rows]) - A.indptr[0] + A.rows) * x.cols;
     for_each_thread(work, [&](int t, int nt) {
         const auto [first, last] = row_range(A.indptr, A.rows, t, nt);
-        if (x.cols == 1) spmv_rows(A, x, y, first, last);
+        if (x.cols == 1 && x.row_stride == 1 && y.row_stride == 1)
+            spmv_rows<true>(A, x, y, first, last);
+        else if (x.cols == 1)
+            spmv_rows<false>(A, x, y, first, last);
         else spmm_rows(A, x, y, first, last);
     });
 }
