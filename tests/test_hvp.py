@@ -216,3 +216,47 @@ def test_property_random_shapes(m, n, density, k, seed, triangle):
     V = np.random.default_rng(seed).standard_normal((n,) if k is None else (n, k))
     got = curvkit.hvp(A, V, symmetric=triangle)
     assert_close(got, reference(full, V), np.float64)
+
+
+@pytest.mark.gpu
+def test_explicit_stream():
+    import cupy as cp
+
+    A = random_csr(5000, 9, seed=16)
+    H = curvkit.CSRMatrix.from_sparse(to_device(cp, A))
+    v32 = np.random.default_rng(17).standard_normal(5000).astype(np.float32)
+    for as_argument in (lambda s: s, lambda s: s.ptr):  # a CuPy stream or a raw cudaStream_t
+        s = cp.cuda.Stream(non_blocking=True)
+        # float32 input: its conversion to float64 must be ordered on the same stream.
+        out = curvkit.hvp(H, cp.asarray(v32), stream=as_argument(s))
+        s.synchronize()
+        assert_close(out, reference(A, v32.astype(np.float64)), np.float64)
+    with cp.cuda.Stream(non_blocking=True) as current:  # default: CuPy's current stream
+        out = H @ cp.asarray(v32.astype(np.float64))
+        current.synchronize()
+    assert_close(out, reference(A, v32.astype(np.float64)), np.float64)
+    H.check(stream=cp.cuda.Stream(non_blocking=True))
+
+
+@pytest.mark.gpu
+def test_dlpack_and_cuda_array_interface_inputs():
+    import cupy as cp
+
+    A = random_matrix(40, 30, 0.2, seed=18)
+    H = curvkit.CSRMatrix.from_sparse(to_device(cp, A))
+    v = cp.asarray(np.random.default_rng(19).standard_normal(30))
+
+    class CAIOnly:  # a foreign GPU array exposing only __cuda_array_interface__
+        def __init__(self, a):
+            self.__cuda_array_interface__ = a.__cuda_array_interface__
+            self._keep = a
+
+    got = curvkit.hvp(H, CAIOnly(v))
+    assert isinstance(got, cp.ndarray)
+    assert_close(got, reference(A, v), np.float64)
+
+
+def test_stream_is_ignored_on_host():
+    A = random_matrix(10, 10, 0.3, seed=20)
+    v = np.ones(10)
+    assert_close(curvkit.hvp(A, v, stream=None), reference(A, v), np.float64)

@@ -109,6 +109,17 @@ def check_out(out: Any, xp: ModuleType, shape: tuple[int, ...], dtype: np.dtype,
         raise ValueError(f"out is on GPU {out.device.id}, the inputs on GPU {dev}")
 
 
+def as_cupy_stream(stream: Any) -> Any:
+    """A user's ``stream=`` (CuPy stream or raw cudaStream_t int) as a CuPy stream object, so
+    that the conversions and allocations made for a call are ordered on that stream too."""
+    cp = _cupy()
+    if isinstance(stream, int):
+        return cp.cuda.ExternalStream(stream)
+    if not hasattr(stream, "ptr") or not hasattr(stream, "__enter__"):
+        raise TypeError("stream must be a cupy.cuda.Stream, a raw cudaStream_t int or None")
+    return stream
+
+
 def stream_pointer(xp: ModuleType, stream: Any) -> int:
     """cudaStream_t (as an int) to launch on: ``stream`` or CuPy's current stream; 0 on host."""
     if xp is np:

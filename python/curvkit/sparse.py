@@ -165,12 +165,27 @@ class CSRMatrix:
             handle.check(None, 0)
             return
         with self._xp.cuda.Device(self._device):
-            nbytes = handle.check_workspace_size()
-            workspace = self._xp.empty((nbytes + 3) // 4, dtype=np.int32)
-            handle.check(workspace, _arrays.stream_pointer(self._xp, stream))
+            if stream is not None:
+                stream = _arrays.as_cupy_stream(stream)
+                with stream:
+                    self._check_on_device(handle, stream)
+            else:
+                self._check_on_device(handle, None)
+
+    def _check_on_device(self, handle: Any, stream: Any) -> None:
+        nbytes = handle.check_workspace_size()
+        workspace = self._xp.empty((nbytes + 3) // 4, dtype=np.int32)
+        handle.check(workspace, _arrays.stream_pointer(self._xp, stream))
 
     def matmat(self, V: Any, out: Any = None, *, stream: Any = None) -> Any:
         """``H @ V`` for a vector ``(n,)`` or a block ``(n, k)``; see :func:`curvkit.hvp`."""
+        if stream is not None and self._xp is not np:
+            # Run the whole call, conversions and allocation included, on the given stream.
+            with _arrays.as_cupy_stream(stream) as s:
+                return self._matmat(V, out, s)
+        return self._matmat(V, out, None)
+
+    def _matmat(self, V: Any, out: Any, stream: Any) -> Any:
         xp_v, V = _arrays.asarray(V)
         xp = _arrays.namespace(self._xp, xp_v)
         if V.ndim not in (1, 2):
