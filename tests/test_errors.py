@@ -156,6 +156,8 @@ def test_gpu_array_without_cupy_is_a_clear_type_error():
 )
 def test_fuzzed_csr_arrays_raise_or_are_right(rows, cols, indptr, indices, triangle, index_dtype):
     """Arbitrary index arrays: a clear ValueError, or the product a dense reference gives."""
+    if rows % 2:  # half the examples get an indptr of the right length, reaching the checks
+        rows = len(indptr) - 1
     if triangle is not None:
         cols = rows
     indptr = np.array(indptr, dtype=index_dtype)
@@ -173,3 +175,23 @@ def test_fuzzed_csr_arrays_raise_or_are_right(rows, cols, indptr, indices, trian
         dense = dense + dense.T - np.diag(np.diag(dense))
     v = np.linspace(-1.0, 2.0, cols)
     np.testing.assert_allclose(H @ v, dense @ v, rtol=1e-13, atol=1e-13)
+
+
+def test_out_overlapping_the_matrix_is_rejected():
+    H = curvkit.CSRMatrix.from_sparse(sp.csr_matrix(np.eye(4)))
+    with pytest.raises(ValueError, match="overlap the matrix"):
+        H.matmat(np.ones(4), H.data)
+
+
+def test_unaligned_arrays_are_rejected():
+    raw = np.zeros(8 * 5 + 1, dtype=np.uint8)
+    v = np.frombuffer(raw.data, dtype=np.float64, count=4, offset=1)
+    H = curvkit.CSRMatrix.from_sparse(sp.csr_matrix(np.eye(4)))
+    with pytest.raises(ValueError, match="aligned"):
+        H @ v
+
+
+def test_non_integral_shape_is_rejected():
+    with pytest.raises(ValueError, match="pair of integers"):
+        curvkit.CSRMatrix(np.array([0, 0, 0]), np.array([], dtype=np.int64), np.array([]),
+                          (2, 2.5))

@@ -63,6 +63,17 @@ std::pair<const char*, const char*> extent(const dense_view& v) {
     return {base + lo * bytes, base + (hi + 1) * bytes};
 }
 
+// Sufficient for distinct elements: one axis steps over the whole extent of the other, as in
+// every C- or F-ordered array and their slices.
+bool distinct_elements(const dense_view& v) {
+    const std::int64_t r = v.row_stride < 0 ? -v.row_stride : v.row_stride;
+    const std::int64_t c = v.col_stride < 0 ? -v.col_stride : v.col_stride;
+    if (v.rows == 0 || v.cols == 0 || (v.rows == 1 && v.cols == 1)) return true;
+    if (v.cols <= 1) return r >= 1;
+    if (v.rows <= 1) return c >= 1;
+    return (c >= 1 && r >= c * v.cols) || (r >= 1 && c >= r * v.rows);
+}
+
 template <class T>
 block_ref<T> typed(const dense_view& v) {
     return {static_cast<T*>(v.data), v.rows, v.cols, v.row_stride, v.col_stride};
@@ -110,9 +121,18 @@ void csr_matmul(const csr_view& A, const dense_view& x, const dense_view& y, voi
         fail(status::invalid_value, "shape mismatch: y is " + shape_of(y) + ", expected (" +
                                         std::to_string(A.rows) +
                                         (x.ndim == 1 ? ",)" : ", " + std::to_string(x.cols) + ")"));
-    const auto [xlo, xhi] = extent(x);
     const auto [ylo, yhi] = extent(y);
+    auto overlaps_y = [&, ylo = ylo, yhi = yhi](const void* data, scalar_type t, std::int64_t n) {
+        const auto* lo = static_cast<const char*>(data);
+        const auto* hi = lo + n * static_cast<std::int64_t>(size_of(t));
+        return lo < yhi && ylo < hi;
+    };
+    const auto [xlo, xhi] = extent(x);
     if (xlo < yhi && ylo < xhi) fail(status::invalid_value, "y must not overlap x");
+    if (overlaps_y(A.values, A.value_dtype, A.nnz) || overlaps_y(A.indices, A.index_dtype, A.nnz) ||
+        overlaps_y(A.indptr, A.index_dtype, A.rows + 1))
+        fail(status::invalid_value, "y must not overlap the matrix arrays");
+    if (!distinct_elements(y)) fail(status::invalid_value, "y has overlapping elements (strides)");
 
     detail::with_value_type(A.value_dtype, [&](auto vt) {
         using T = typename decltype(vt)::type;
@@ -143,10 +163,10 @@ void csr_check(const csr_view& A, void* workspace, std::size_t bytes, void* stre
         const auto* indices = static_cast<const I*>(A.indices);
         if (A.device == device_kind::cpu)
             return cpu::csr_check(A.rows, A.cols, A.nnz, indptr, indices, A.storage);
+        cuda::device_guard guard(A.device_id);  // first: reports a build without CUDA
         if (workspace == nullptr || bytes < cuda::csr_check_workspace_size())
             fail(status::invalid_value, "csr_check needs csr_check_workspace_size() bytes of "
                                         "device workspace");
-        cuda::device_guard guard(A.device_id);
         return cuda::csr_check(A.rows, A.cols, A.nnz, indptr, indices, A.storage, workspace,
                                stream);
     });

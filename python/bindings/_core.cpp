@@ -55,8 +55,14 @@ curvkit::dense_view view_of(py::handle obj, int device_id, bool writable) {
         }
         v.device = device_kind::cuda;
         v.device_id = device_id;
+        if (obj.attr("device").attr("id").cast<int>() != device_id)
+            throw py::value_error("array is on GPU " +
+                                  std::string(py::str(obj.attr("device").attr("id"))) +
+                                  ", expected GPU " + std::to_string(device_id));
     }
     const auto item = static_cast<std::int64_t>(curvkit::size_of(v.dtype));
+    if (reinterpret_cast<std::uintptr_t>(v.data) % static_cast<std::uintptr_t>(item) != 0)
+        throw py::value_error("array data is not aligned to its item size");
     if (strides[0] % item || strides[1] % item)
         throw py::value_error("array strides must be multiples of the item size");
     v.rows = shape[0];

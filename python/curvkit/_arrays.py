@@ -5,8 +5,9 @@ CuPy is imported only when a GPU array is seen, so CPU users never pay for it.
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
-from typing import Any
+from typing import Any, ContextManager
 
 import numpy as np
 
@@ -90,6 +91,13 @@ def value_dtype(*dtypes: Any) -> np.dtype:
 def device_id(xp: ModuleType, x: Any) -> int:
     """CUDA device ordinal of a CuPy array, 0 for host arrays."""
     return x.device.id if xp is not np else 0
+
+
+def on_device(xp: ModuleType, dev: int) -> ContextManager[Any]:
+    """Make GPU ``dev`` current, so CuPy allocates there (a no-op on the host or if it is)."""
+    if xp is np or xp.cuda.runtime.getDevice() == dev:
+        return contextlib.nullcontext()
+    return xp.cuda.Device(dev)
 
 
 def check_out(out: Any, xp: ModuleType, shape: tuple[int, ...], dtype: np.dtype, dev: int) -> None:

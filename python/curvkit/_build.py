@@ -7,7 +7,9 @@ from typing import Any
 
 from . import _core
 
-_HERE = Path(__file__).resolve().parent
+# Next to the compiled module, not this file: an editable install keeps the Python sources in
+# the source tree while the compiled parts (lib/, include/) are installed.
+_HERE = Path(_core.__file__).resolve().parent
 
 
 def get_include() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from types import ModuleType
 from typing import Any, Literal, Optional, Union
 
@@ -60,11 +61,11 @@ class CSRMatrix:
         if symmetric not in _STORAGE:
             raise ValueError(f"symmetric must be None, 'upper' or 'lower', got {symmetric!r}")
         try:
-            rows, cols = (int(s) for s in shape)
+            rows, cols = (operator.index(s) for s in shape)
         except (TypeError, ValueError):
             raise ValueError(f"shape must be a pair of integers, got {shape!r}") from None
-        if rows < 0 or cols < 0:
-            raise ValueError(f"shape must be non-negative, got {shape!r}")
+        if not (0 <= rows < 2**62 and 0 <= cols < 2**62):
+            raise ValueError(f"shape must be non-negative and below 2**62, got {shape!r}")
         if symmetric is not None and rows != cols:
             raise ValueError(f"a symmetric matrix must be square, got shape {(rows, cols)}")
         for name, arr in (("indptr", indptr), ("indices", indices), ("data", data)):
@@ -94,9 +95,14 @@ class CSRMatrix:
         self._device = _arrays.device_id(xp, data)
         if xp is not np and (indptr.device.id != self._device or indices.device.id != self._device):
             raise ValueError("indptr, indices and data must be on the same GPU")
-        self.indptr = xp.ascontiguousarray(indptr, dtype=index_dtype)
-        self.indices = xp.ascontiguousarray(indices, dtype=index_dtype)
-        self.data = xp.ascontiguousarray(data, dtype=_arrays.value_dtype(data.dtype))
+        with _arrays.on_device(xp, self._device):
+            self.indptr = xp.ascontiguousarray(indptr, dtype=index_dtype)
+            self.indices = xp.ascontiguousarray(indices, dtype=index_dtype)
+            self.data = xp.ascontiguousarray(data, dtype=_arrays.value_dtype(data.dtype))
+            copied = self.indptr is not indptr or self.indices is not indices or self.data is not data
+            if xp is not np and copied and not check:
+                # Products may run on other streams: let the conversions finish first (once).
+                xp.cuda.get_current_stream().synchronize()
         self.shape: tuple[int, int] = (rows, cols)
         self.symmetric: Triangle = symmetric
         self._handles: dict[np.dtype, Any] = {}
@@ -188,25 +194,24 @@ class CSRMatrix:
     def _matmat(self, V: Any, out: Any, stream: Any) -> Any:
         xp_v, V = _arrays.asarray(V)
         xp = _arrays.namespace(self._xp, xp_v)
+        with _arrays.on_device(xp, self._device):
+            return self._matmat_here(xp, V, out, stream)
+
+    def _matmat_here(self, xp: ModuleType, V: Any, out: Any, stream: Any) -> Any:
         if V.ndim not in (1, 2):
             raise ValueError(f"v must be a vector (n,) or a block (n, k), got shape {V.shape}")
         if V.shape[0] != self.shape[1]:
             raise ValueError(f"shape mismatch: matrix is {self.shape}, v has shape {V.shape}")
+        if xp is not np and V.device.id != self._device:
+            raise ValueError(f"v is on GPU {V.device.id}, the matrix on GPU {self._device}")
         dtype = _arrays.value_dtype(self.dtype, V.dtype)
         if V.dtype != dtype:
             V = V.astype(dtype)
         shape = (self.shape[0],) + V.shape[1:]
-        dev = _arrays.device_id(xp, V)
-        if xp is not np and dev != self._device:
-            raise ValueError(f"v is on GPU {dev}, the matrix on GPU {self._device}")
         if out is None:
-            if xp is np or xp.cuda.runtime.getDevice() == dev:
-                out = xp.empty(shape, dtype)
-            else:
-                with xp.cuda.Device(dev):
-                    out = xp.empty(shape, dtype)
+            out = xp.empty(shape, dtype)
         else:
-            _arrays.check_out(out, xp, shape, dtype, dev)
+            _arrays.check_out(out, xp, shape, dtype, self._device)
         self._handle(dtype).matmul(V, out, _arrays.stream_pointer(xp, stream))
         return out
 
@@ -243,7 +248,12 @@ class CSRMatrix:
         # Products in a wider type than the stored values use a converted copy, made once.
         handle = self._handles.get(dtype)
         if handle is None:
-            data = self.data if self.data.dtype == dtype else self.data.astype(dtype)
+            data = self.data
+            if data.dtype != dtype:
+                with _arrays.on_device(self._xp, self._device):
+                    data = data.astype(dtype)
+                    if self._xp is not np:  # later products may run on other streams
+                        self._xp.cuda.get_current_stream().synchronize()
             handle = _core.CsrHandle(
                 self.indptr,
                 self.indices,
@@ -321,4 +331,9 @@ def hvp(
     To multiply by the same matrix many times, build :class:`CSRMatrix` once: it is checked
     once, and each product then costs only the kernel and a few microseconds of Python.
     """
-    return as_operator(H, symmetric=symmetric, check=check).matmat(v, out, stream=stream)
+    if stream is not None and _arrays.is_device_array(getattr(H, "data", None)):
+        with _arrays.as_cupy_stream(stream):  # the check, too, runs on the caller's stream
+            op = as_operator(H, symmetric=symmetric, check=check)
+    else:
+        op = as_operator(H, symmetric=symmetric, check=check)
+    return op.matmat(v, out, stream=stream)

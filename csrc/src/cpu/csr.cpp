@@ -1,10 +1,13 @@
 // CPU CSR kernels: multithreaded SpMV/SpMM (full and triangle storage) and the index check.
 #include <omp.h>
+#include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -46,9 +49,18 @@ std::pair<idx, idx> row_range(const I* indptr, idx rows, int t, int nt) {
     return {split(t), split(t + 1)};
 }
 
+// libgomp's thread pool does not survive fork(): a child process (multiprocessing workers, data
+// loaders) that opens a parallel region after its parent did would wait forever for threads
+// that no longer exist. Children run the kernels on one thread instead.
+std::atomic<bool> forked_child{false};
+const bool fork_handler_registered =
+    pthread_atfork(nullptr, nullptr, [] { forked_child.store(true); }) == 0;
+
+bool use_threads(idx work) { return work >= parallel_threshold && !forked_child.load(); }
+
 template <class F>
 void for_each_thread(idx work, F&& body) {
-#pragma omp parallel if (work >= parallel_threshold)
+#pragma omp parallel if (use_threads(work))
     body(omp_get_thread_num(), omp_get_num_threads());
 }
 
@@ -123,10 +135,16 @@ template <class T>
 struct spill {
     std::unique_ptr<T[]> buf;
     idx lo = 0, hi = 0, k = 0;
+    bool failed = false;  // out of memory: an exception cannot leave a parallel region
 
+    // Row j of the spill, or nullptr (and `failed`) when it cannot be allocated.
     __attribute__((noinline)) T* row(idx j, idx rows) {
         if (!buf) {
-            buf.reset(new T[static_cast<std::size_t>(rows * k)]);
+            buf.reset(new (std::nothrow) T[static_cast<std::size_t>(rows * k)]);
+            if (!buf) {
+                failed = true;
+                return nullptr;
+            }
             lo = j;
             hi = j;
         }
@@ -166,8 +184,8 @@ inline void triangle_row(const csr_ref<T, I>& A, idx i, idx c0, idx w, const blo
             T* yj = y.data + j * yrs + c0 * ycs;
             for (idx c = 0; c < width; ++c) yj[c * ycs] += a * xi_c[c];
         } else {
-            T* sj = mine.row(j, A.rows) + c0;
-            for (idx c = 0; c < width; ++c) sj[c] += a * xi_c[c];
+            if (T* sj = mine.row(j, A.rows))
+                for (idx c = 0; c < width; ++c) sj[c0 + c] += a * xi_c[c];
         }
     }
     T* yi = y.data + i * yrs + c0 * ycs;
@@ -194,7 +212,7 @@ void triangle_vector_rows(const csr_ref<T, I>& A, const block_ref<const T>& x,
             acc += a * xd[j * xs];
             if (j == i) continue;
             if (j >= first && j < last) yd[j * ys] += a * xi;
-            else *mine.row(j, A.rows) += a * xi;
+            else if (T* sj = mine.row(j, A.rows)) *sj += a * xi;
         }
         yd[i * ys] += acc;
     }
@@ -203,10 +221,10 @@ void triangle_vector_rows(const csr_ref<T, I>& A, const block_ref<const T>& x,
 template <class T, class I>
 void symmetric_product(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_ref<T>& y) {
     const idx n = A.rows, k = x.cols;
-    const int max_threads = (A.nnz + n) * k >= parallel_threshold ? omp_get_max_threads() : 1;
+    const int max_threads = use_threads((A.nnz + n) * k) ? omp_get_max_threads() : 1;
     std::vector<spill<T>> spills(static_cast<std::size_t>(max_threads));
 
-#pragma omp parallel num_threads(max_threads)
+#pragma omp parallel num_threads(max_threads) if (max_threads > 1)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const auto [first, last] = row_range(A.indptr, n, t, nt);
@@ -229,13 +247,15 @@ void symmetric_product(const csr_ref<T, I>& A, const block_ref<const T>& x, cons
 #pragma omp barrier
         for (int s = 0; s < nt; ++s) {  // fold every other thread's spill into my rows
             const spill<T>& other = spills[s];
-            if (s == t || !other.buf) continue;
+            if (s == t || !other.buf || other.failed) continue;
             const idx lo = std::max(other.lo, first), hi = std::min(other.hi, last);
             for (idx j = lo; j < hi; ++j)
                 for (idx c = 0; c < k; ++c)
                     y.data[j * y.row_stride + c * y.col_stride] += other.buf[j * k + c];
         }
     }
+    for (const spill<T>& s : spills)
+        if (s.failed) throw std::bad_alloc();  // Python sees MemoryError
 }
 
 }  // namespace
@@ -259,13 +279,13 @@ template <class I>
 int csr_check(idx rows, idx cols, idx nnz, const I* indptr, const I* indices, triangle storage) {
     if (indptr[0] != 0) return csr_bad_first;
     int code = INT_MAX;
-#pragma omp parallel for reduction(min : code) if (rows >= parallel_threshold)
+#pragma omp parallel for reduction(min : code) if (use_threads(rows))
     for (idx i = 0; i < rows; ++i)
         if (indptr[i + 1] < indptr[i]) code = std::min(code, int{csr_decreasing});
     if (code != INT_MAX) return code;
     if (indptr[rows] != nnz) return csr_bad_last;
     const bool upper = storage == triangle::upper, lower = storage == triangle::lower;
-#pragma omp parallel for reduction(min : code) if (nnz + rows >= parallel_threshold) \
+#pragma omp parallel for reduction(min : code) if (use_threads(nnz + rows)) \
     schedule(static)
     for (idx i = 0; i < rows; ++i) {
         for (idx p = indptr[i]; p < static_cast<idx>(indptr[i + 1]); ++p) {
