@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -17,9 +18,9 @@ from conftest import to_device, to_host
 
 
 def random_matrix(m, n, density, seed, dtype=np.float64, index_dtype=np.int32):
-    A = sp.random(m, n, density=density, format="csr", random_state=seed, dtype=np.float64)
-    A.data = np.random.default_rng(seed).standard_normal(A.nnz)
-    A = A.astype(dtype)
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((m, n)) < density, rng.standard_normal((m, n)), 0.0)
+    A = sp.csr_matrix(dense).astype(dtype)
     A.indices = A.indices.astype(index_dtype)
     A.indptr = A.indptr.astype(index_dtype)
     return A
@@ -176,8 +177,32 @@ def test_general_storage_has_no_transpose():
         H.rmatvec(np.ones(5))
 
 
+def test_gil_is_released_during_the_kernel():
+    A = random_csr(300_000, 16, seed=23)
+    H = curvkit.CSRMatrix.from_sparse(A)
+    V = np.random.default_rng(24).standard_normal((300_000, 8))
+    H @ V  # warm up
+    span = []
+
+    def work():
+        t0 = time.perf_counter()
+        H @ V
+        span.extend([t0, time.perf_counter()])
+
+    ticks = []
+    worker = threading.Thread(target=work)
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.perf_counter())
+    worker.join()
+    t0, t1 = span
+    middle = [t for t in ticks if t0 + 0.25 * (t1 - t0) < t < t1 - 0.25 * (t1 - t0)]
+    # Held GIL: this thread could not run at all while the kernel ran.
+    assert len(middle) > 100, (len(middle), t1 - t0)
+
+
 def test_concurrent_calls_from_threads():
-    # The GIL is released during the kernel: many Python threads may multiply at once.
+    # Many Python threads may multiply at once, sharing one matrix.
     A = random_csr(20_000, 8, seed=15)
     H = curvkit.CSRMatrix.from_sparse(A)
     V = [np.random.default_rng(s).standard_normal(20_000) for s in range(6)]
@@ -251,9 +276,20 @@ def test_dlpack_and_cuda_array_interface_inputs():
             self.__cuda_array_interface__ = a.__cuda_array_interface__
             self._keep = a
 
-    got = curvkit.hvp(H, CAIOnly(v))
-    assert isinstance(got, cp.ndarray)
-    assert_close(got, reference(A, v), np.float64)
+    class DLPackOnly:  # a foreign GPU array exposing only the DLPack protocol
+        def __init__(self, a):
+            self._a = a
+
+        def __dlpack__(self, **kwargs):
+            return self._a.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self):
+            return self._a.__dlpack_device__()
+
+    for foreign in (CAIOnly(v), DLPackOnly(v)):
+        got = curvkit.hvp(H, foreign)
+        assert isinstance(got, cp.ndarray)
+        assert_close(got, reference(A, v), np.float64)
 
 
 def test_stream_is_ignored_on_host():
