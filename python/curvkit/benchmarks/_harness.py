@@ -60,20 +60,31 @@ def benchmark(name: str, device: str, description: str):
     return wrap
 
 
-def time_cpu(fn: Callable[[], Any], *, min_time: float = 0.2, repeat: int = 7) -> float:
-    """Median seconds per call of ``fn`` over ``repeat`` batches of at least ``min_time``/repeat."""
+def _batch_size(fn: Callable[[], Any], budget: float) -> int:
     fn()  # warm up: first-touch page faults, thread start-up
     t0 = time.perf_counter()
     fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, int(min_time / repeat / once))
-    samples = []
+    return max(1, int(budget / max(time.perf_counter() - t0, 1e-7)))
+
+
+def _batch(fn: Callable[[], Any], number: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def time_cpu_pair(ours: Callable[[], Any], peer: Callable[[], Any], *, min_time: float = 0.4,
+                  repeat: int = 9) -> tuple[float, float]:
+    """Median seconds per call of two functions, timed in alternating batches so that drifts of
+    the machine (clock, neighbours, memory speed) weigh on both alike."""
+    budget = min_time / 2 / repeat
+    n_ours, n_peer = _batch_size(ours, budget), _batch_size(peer, budget)
+    a, b = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
+        a.append(_batch(ours, n_ours))
+        b.append(_batch(peer, n_peer))
+    return statistics.median(a), statistics.median(b)
 
 
 def time_gpu(fn: Callable[[], Any], *, n_repeat: int = 200) -> tuple[float, float]:
