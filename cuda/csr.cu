@@ -254,6 +254,25 @@ __global__ void __launch_bounds__(block_size)
 }
 
 // ---------------------------------------------------------------------------------------------
+// d = diag(A): one thread per row scans its entries (rows are short where this is used).
+
+template <class T, class I>
+__global__ void __launch_bounds__(block_size)
+    diagonal_rows(i64 n, const I* __restrict__ indptr, const I* __restrict__ indices,
+                  const T* __restrict__ values, T* __restrict__ d, i64 d_stride) {
+    for (i64 i = thread_id(); i < n; i += thread_count()) {
+        T sum = T(0);
+        const i64 end = indptr[i + 1];
+        for (i64 p = indptr[i]; p < end; ++p) {
+            if (static_cast<i64>(indices[p]) == i) {
+                sum += values[p];
+            }
+        }
+        d[i * d_stride] = sum;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Host-side launchers.
 
 template <class T>
@@ -451,6 +470,16 @@ void csr_matmul(const csr_ref<T, I>& A, const block_ref<const T>& x, const block
     }
 }
 
+template <class T, class I>
+void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d, void* stream) {
+    if (d.rows <= 0) {
+        return;
+    }
+    diagonal_rows<T, I><<<grid_for(d.rows), block_size, 0, static_cast<cudaStream_t>(stream)>>>(
+        d.rows, A.indptr, A.indices, A.values, d.data, d.row_stride);
+    cuda_check_launch("csr_diagonal: diagonal_rows launch");
+}
+
 std::size_t csr_check_workspace_size() noexcept {
     // Two codes (indptr, entries), padded to the 256-byte granule allocators align to anyway.
     constexpr std::size_t bytes = 2 * sizeof(int);
@@ -492,6 +521,15 @@ template void csr_matmul<double, std::int32_t>(const csr_ref<double, std::int32_
 template void csr_matmul<double, std::int64_t>(const csr_ref<double, std::int64_t>&,
                                                const block_ref<const double>&,
                                                const block_ref<double>&, void*);
+
+template void csr_diagonal<float, std::int32_t>(const csr_ref<float, std::int32_t>&,
+                                                const block_ref<float>&, void*);
+template void csr_diagonal<float, std::int64_t>(const csr_ref<float, std::int64_t>&,
+                                                const block_ref<float>&, void*);
+template void csr_diagonal<double, std::int32_t>(const csr_ref<double, std::int32_t>&,
+                                                 const block_ref<double>&, void*);
+template void csr_diagonal<double, std::int64_t>(const csr_ref<double, std::int64_t>&,
+                                                 const block_ref<double>&, void*);
 
 template int csr_check<std::int32_t>(std::int64_t, std::int64_t, std::int64_t,
                                      const std::int32_t*, const std::int32_t*, triangle, void*,

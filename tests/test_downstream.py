@@ -242,6 +242,10 @@ def c_api():
         ctypes.POINTER(_Csr), ctypes.POINTER(_Dense), ctypes.POINTER(_Dense), ctypes.c_void_p
     ]
     lib.curvkit_csr_matmul.restype = ctypes.c_int
+    lib.curvkit_csr_diagonal.argtypes = [
+        ctypes.POINTER(_Csr), ctypes.POINTER(_Dense), ctypes.c_void_p
+    ]
+    lib.curvkit_csr_diagonal.restype = ctypes.c_int
     lib.curvkit_last_error.argtypes = []
     lib.curvkit_last_error.restype = ctypes.c_char_p
     lib.curvkit_version.argtypes = []
@@ -269,3 +273,13 @@ def test_c_api_csr_matmul(c_api, problem):
     status = c_api.curvkit_csr_matmul(_csr(A), _dense(x32), _dense(y), None)
     assert status == CURVKIT_INVALID_TYPE
     assert c_api.curvkit_last_error()
+
+
+def test_c_api_csr_diagonal(c_api, problem):
+    A, _ = problem
+    d = np.full(min(A.shape), np.nan)
+    assert c_api.curvkit_csr_diagonal(_csr(A), _dense(d), None) == CURVKIT_OK
+    np.testing.assert_array_equal(d, A.diagonal())
+    d_short = np.empty(min(A.shape) - 1)
+    assert c_api.curvkit_csr_diagonal(_csr(A), _dense(d_short), None) == CURVKIT_INVALID_VALUE
+    assert b"min(rows, cols)" in c_api.curvkit_last_error()

@@ -296,3 +296,36 @@ def test_stream_is_ignored_on_host():
     A = random_matrix(10, 10, 0.3, seed=20)
     v = np.ones(10)
     assert_close(curvkit.hvp(A, v, stream=None), reference(A, v), np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_diagonal_matches_scipy(xp, dtype, index_dtype):
+    for shape in [(50, 50), (30, 70), (70, 30), (1, 1), (0, 4)]:
+        A = random_matrix(*shape, 0.3, seed=sum(shape), dtype=dtype, index_dtype=index_dtype)
+        H = curvkit.CSRMatrix.from_sparse(to_device(xp, A))
+        d = H.diagonal()
+        assert d.dtype == dtype and d.shape == (min(shape),)
+        np.testing.assert_array_equal(to_host(d), A.diagonal())
+    big = random_csr(60_000, 6, seed=25)  # threaded path
+    big.setdiag(np.arange(60_000.0))
+    np.testing.assert_array_equal(to_host(curvkit.CSRMatrix.from_sparse(to_device(xp, big)).diagonal()),
+                                  big.diagonal())
+
+
+def test_diagonal_sums_repeats_and_reads_triangles(xp):
+    indptr = np.array([0, 3, 4, 6])
+    indices = np.array([0, 0, 2, 1, 2, 2])  # (0, 0) and (2, 2) stored twice
+    data = np.array([1.0, 2.0, 5.0, 3.0, 4.0, 0.5])
+    H = curvkit.CSRMatrix(xp.asarray(indptr), xp.asarray(indices), xp.asarray(data), (3, 3),
+                          symmetric="upper")
+    np.testing.assert_array_equal(to_host(H.diagonal()), [3.0, 3.0, 4.5])
+    out = xp.full(3, np.nan)
+    assert H.diagonal(out) is out
+    np.testing.assert_array_equal(to_host(out), [3.0, 3.0, 4.5])
+    with pytest.raises(ValueError, match="out has shape"):
+        H.diagonal(xp.empty(4))
+    with pytest.raises(TypeError, match="out has dtype"):
+        H.diagonal(xp.empty(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="overlap the matrix"):
+        H.diagonal(H.data[:3])

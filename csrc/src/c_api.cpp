@@ -71,6 +71,13 @@ int curvkit_csr_matmul(const curvkit_csr* A, const curvkit_dense* x, const curvk
     });
 }
 
+int curvkit_csr_diagonal(const curvkit_csr* A, const curvkit_dense* d, void* stream) {
+    return guarded([&] {
+        if (!A || !d) throw curvkit::error(curvkit::status::invalid_value, "null argument");
+        curvkit::csr_diagonal(to_view(*A), to_view(*d), stream);
+    });
+}
+
 int curvkit_csr_check(const curvkit_csr* A, void* workspace, size_t bytes, void* stream) {
     return guarded([&] {
         if (!A) throw curvkit::error(curvkit::status::invalid_value, "null argument");

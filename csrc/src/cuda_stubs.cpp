@@ -14,6 +14,11 @@ void csr_matmul(const csr_ref<T, I>&, const block_ref<const T>&, const block_ref
     no_cuda();
 }
 
+template <class T, class I>
+void csr_diagonal(const csr_ref<T, I>&, const block_ref<T>&, void*) {
+    no_cuda();
+}
+
 std::size_t csr_check_workspace_size() noexcept { return 0; }
 
 template <class I>
@@ -39,6 +44,10 @@ template void csr_matmul(const csr_ref<double, std::int32_t>&, const block_ref<c
                          const block_ref<double>&, void*);
 template void csr_matmul(const csr_ref<double, std::int64_t>&, const block_ref<const double>&,
                          const block_ref<double>&, void*);
+template void csr_diagonal(const csr_ref<float, std::int32_t>&, const block_ref<float>&, void*);
+template void csr_diagonal(const csr_ref<float, std::int64_t>&, const block_ref<float>&, void*);
+template void csr_diagonal(const csr_ref<double, std::int32_t>&, const block_ref<double>&, void*);
+template void csr_diagonal(const csr_ref<double, std::int64_t>&, const block_ref<double>&, void*);
 template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int32_t*,
                        const std::int32_t*, triangle, void*, void*);
 template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int64_t*,

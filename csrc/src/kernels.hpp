@@ -50,6 +50,9 @@ void csr_matmul(const csr_ref<T, I>& A, const block_ref<const T>& x, const block
 template <class I>
 int csr_check(std::int64_t rows, std::int64_t cols, std::int64_t nnz, const I* indptr,
               const I* indices, triangle storage);
+/// d_i = sum of the stored (i, i) entries, for i < d.rows.
+template <class T, class I>
+void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d);
 }  // namespace cpu
 
 namespace cuda {
@@ -57,6 +60,9 @@ namespace cuda {
 template <class T, class I>
 void csr_matmul(const csr_ref<T, I>& A, const block_ref<const T>& x, const block_ref<T>& y,
                 void* stream);
+/// d_i = sum of the stored (i, i) entries, on `stream`.
+template <class T, class I>
+void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d, void* stream);
 /// Bytes of device scratch the check needs.
 std::size_t csr_check_workspace_size() noexcept;
 /// Runs the check on `stream`, synchronises that stream and returns a csr_defect code.

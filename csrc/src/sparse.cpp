@@ -74,6 +74,20 @@ bool distinct_elements(const dense_view& v) {
     return (c >= 1 && r >= c * v.cols) || (r >= 1 && c >= r * v.rows);
 }
 
+// An output must not overlap the matrix it is computed from, nor itself.
+void check_output(const csr_view& A, const dense_view& out, const char* what) {
+    const auto [olo, ohi] = extent(out);
+    auto overlaps = [&, olo = olo, ohi = ohi](const void* data, scalar_type t, std::int64_t n) {
+        const auto* lo = static_cast<const char*>(data);
+        return lo < ohi && olo < lo + n * static_cast<std::int64_t>(size_of(t));
+    };
+    if (overlaps(A.values, A.value_dtype, A.nnz) || overlaps(A.indices, A.index_dtype, A.nnz) ||
+        overlaps(A.indptr, A.index_dtype, A.rows + 1))
+        fail(status::invalid_value, std::string(what) + " must not overlap the matrix arrays");
+    if (!distinct_elements(out))
+        fail(status::invalid_value, std::string(what) + " has overlapping elements (strides)");
+}
+
 template <class T>
 block_ref<T> typed(const dense_view& v) {
     return {static_cast<T*>(v.data), v.rows, v.cols, v.row_stride, v.col_stride};
@@ -122,17 +136,9 @@ void csr_matmul(const csr_view& A, const dense_view& x, const dense_view& y, voi
                                         std::to_string(A.rows) +
                                         (x.ndim == 1 ? ",)" : ", " + std::to_string(x.cols) + ")"));
     const auto [ylo, yhi] = extent(y);
-    auto overlaps_y = [&, ylo = ylo, yhi = yhi](const void* data, scalar_type t, std::int64_t n) {
-        const auto* lo = static_cast<const char*>(data);
-        const auto* hi = lo + n * static_cast<std::int64_t>(size_of(t));
-        return lo < yhi && ylo < hi;
-    };
     const auto [xlo, xhi] = extent(x);
     if (xlo < yhi && ylo < xhi) fail(status::invalid_value, "y must not overlap x");
-    if (overlaps_y(A.values, A.value_dtype, A.nnz) || overlaps_y(A.indices, A.index_dtype, A.nnz) ||
-        overlaps_y(A.indptr, A.index_dtype, A.rows + 1))
-        fail(status::invalid_value, "y must not overlap the matrix arrays");
-    if (!distinct_elements(y)) fail(status::invalid_value, "y has overlapping elements (strides)");
+    check_output(A, y, "y");
 
     detail::with_value_type(A.value_dtype, [&](auto vt) {
         using T = typename decltype(vt)::type;
@@ -146,6 +152,32 @@ void csr_matmul(const csr_view& A, const dense_view& x, const dense_view& y, voi
             } else {
                 cuda::device_guard guard(A.device_id);
                 cuda::csr_matmul(a, xr, yr, stream);
+            }
+        });
+    });
+}
+
+void csr_diagonal(const csr_view& A, const dense_view& d, void* stream) {
+    check_csr_header(A);
+    check_dense(d, "d");
+    if (d.device != A.device || d.device_id != A.device_id)
+        fail(status::invalid_type, "the matrix and d must live on the same device");
+    if (d.dtype != A.value_dtype)
+        fail(status::invalid_type, std::string("d must have the matrix value type ") +
+                                       name_of(A.value_dtype));
+    if (d.ndim != 1 || d.rows != std::min(A.rows, A.cols))
+        fail(status::invalid_value, "d must be a vector of min(rows, cols) entries, got " +
+                                        shape_of(d));
+    check_output(A, d, "d");
+    detail::with_value_type(A.value_dtype, [&](auto vt) {
+        using T = typename decltype(vt)::type;
+        detail::with_index_type(A.index_dtype, [&](auto it) {
+            using I = typename decltype(it)::type;
+            if (A.device == device_kind::cpu) {
+                cpu::csr_diagonal(typed<T, I>(A), typed<T>(d));
+            } else {
+                cuda::device_guard guard(A.device_id);
+                cuda::csr_diagonal(typed<T, I>(A), typed<T>(d), stream);
             }
         });
     });

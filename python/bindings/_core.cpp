@@ -115,6 +115,12 @@ public:
         curvkit::csr_matmul(view_, xv, yv, reinterpret_cast<void*>(stream));
     }
 
+    void diagonal(py::handle d, std::uintptr_t stream) const {
+        const auto dv = view_of(d, view_.device_id, true);
+        py::gil_scoped_release release;
+        curvkit::csr_diagonal(view_, dv, reinterpret_cast<void*>(stream));
+    }
+
     std::size_t check_workspace_size() const { return curvkit::csr_check_workspace_size(view_); }
 
     void check(py::object workspace, std::uintptr_t stream) const {
@@ -169,6 +175,7 @@ PYBIND11_MODULE(_core, m) {
              py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("rows"),
              py::arg("cols"), py::arg("storage"), py::arg("device_id"))
         .def("matmul", &csr_handle::matmul, py::arg("x"), py::arg("y"), py::arg("stream"))
+        .def("diagonal", &csr_handle::diagonal, py::arg("d"), py::arg("stream"))
         .def("check_workspace_size", &csr_handle::check_workspace_size)
         .def("check", &csr_handle::check, py::arg("workspace"), py::arg("stream"));
 }

@@ -215,6 +215,29 @@ class CSRMatrix:
         self._handle(dtype).matmul(V, out, _arrays.stream_pointer(xp, stream))
         return out
 
+    def diagonal(self, out: Any = None, *, stream: Any = None) -> Any:
+        """The diagonal, ``min(rows, cols)`` entries; repeated (i, i) entries are summed.
+
+        For triangle storage it is the diagonal of the symmetric matrix. ``out``, if given,
+        must be a contiguous vector of the matrix dtype on the matrix's device.
+        """
+        xp = self._xp
+        shape = (min(self.shape),)
+        if stream is not None and xp is not np:
+            with _arrays.as_cupy_stream(stream) as s:
+                return self._diagonal(shape, out, s)
+        return self._diagonal(shape, out, None)
+
+    def _diagonal(self, shape: tuple[int], out: Any, stream: Any) -> Any:
+        xp = self._xp
+        with _arrays.on_device(xp, self._device):
+            if out is None:
+                out = xp.empty(shape, self.dtype)
+            else:
+                _arrays.check_out(out, xp, shape, self.dtype, self._device)
+            self._handle(self.dtype).diagonal(out, _arrays.stream_pointer(xp, stream))
+        return out
+
     def matvec(self, v: Any) -> Any:
         """``H @ v`` (LinearOperator protocol); an ``(n, 1)`` input gives an ``(n, 1)`` output."""
         return self.matmat(v)

@@ -49,6 +49,9 @@ typedef struct curvkit_csr {
 CURVKIT_API int curvkit_csr_matmul(const curvkit_csr* A, const curvkit_dense* x,
                                    const curvkit_dense* y, void* stream);
 
+/** d = diag(A); see curvkit::csr_diagonal. */
+CURVKIT_API int curvkit_csr_diagonal(const curvkit_csr* A, const curvkit_dense* d, void* stream);
+
 /** Validates A's index arrays; see curvkit::csr_check. */
 CURVKIT_API int curvkit_csr_check(const curvkit_csr* A, void* workspace, size_t bytes,
                                   void* stream);

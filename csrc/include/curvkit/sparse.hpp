@@ -24,6 +24,14 @@ namespace curvkit {
 CURVKIT_API void csr_matmul(const csr_view& A, const dense_view& x, const dense_view& y,
                             void* stream = nullptr);
 
+/// @brief d = diag(A): d_i is the sum of the stored (i, i) entries (0 where none is stored).
+///
+/// @param A       the matrix; the diagonal of the symmetric matrix a triangle defines is the
+///                stored one
+/// @param d       output vector of min(rows, cols) entries, A's value type, A's device
+/// @param stream  for CUDA, the stream to launch on; asynchronous as csr_matmul()
+CURVKIT_API void csr_diagonal(const csr_view& A, const dense_view& d, void* stream = nullptr);
+
 /// @brief Bytes of device scratch csr_check() needs for @p A (0 on the CPU).
 CURVKIT_API std::size_t csr_check_workspace_size(const csr_view& A) noexcept;
 

@@ -275,6 +275,18 @@ void csr_matmul(const csr_ref<T, I>& A, const block_ref<const T>& x, const block
     });
 }
 
+template <class T, class I>
+void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d) {
+    const idx n = d.rows;
+#pragma omp parallel for schedule(static) if (use_threads(A.nnz + n))
+    for (idx i = 0; i < n; ++i) {
+        T sum = 0;
+        for (idx p = A.indptr[i]; p < static_cast<idx>(A.indptr[i + 1]); ++p)
+            if (static_cast<idx>(A.indices[p]) == i) sum += A.values[p];
+        d.data[i * d.row_stride] = sum;
+    }
+}
+
 template <class I>
 int csr_check(idx rows, idx cols, idx nnz, const I* indptr, const I* indices, triangle storage) {
     if (indptr[0] != 0) return csr_bad_first;
@@ -306,6 +318,10 @@ template void csr_matmul(const csr_ref<double, std::int32_t>&, const block_ref<c
                          const block_ref<double>&);
 template void csr_matmul(const csr_ref<double, std::int64_t>&, const block_ref<const double>&,
                          const block_ref<double>&);
+template void csr_diagonal(const csr_ref<float, std::int32_t>&, const block_ref<float>&);
+template void csr_diagonal(const csr_ref<float, std::int64_t>&, const block_ref<float>&);
+template void csr_diagonal(const csr_ref<double, std::int32_t>&, const block_ref<double>&);
+template void csr_diagonal(const csr_ref<double, std::int64_t>&, const block_ref<double>&);
 template int csr_check(idx, idx, idx, const std::int32_t*, const std::int32_t*, triangle);
 template int csr_check(idx, idx, idx, const std::int64_t*, const std::int64_t*, triangle);
 
