@@ -250,14 +250,18 @@ def test_explicit_stream():
     A = random_csr(5000, 9, seed=16)
     H = curvkit.CSRMatrix.from_sparse(to_device(cp, A))
     v32 = np.random.default_rng(17).standard_normal(5000).astype(np.float32)
+    v32_gpu = cp.asarray(v32)
+    cp.cuda.Device().synchronize()  # inputs are ready before the streams under test start
     for as_argument in (lambda s: s, lambda s: s.ptr):  # a CuPy stream or a raw cudaStream_t
         s = cp.cuda.Stream(non_blocking=True)
         # float32 input: its conversion to float64 must be ordered on the same stream.
-        out = curvkit.hvp(H, cp.asarray(v32), stream=as_argument(s))
+        out = curvkit.hvp(H, v32_gpu, stream=as_argument(s))
         s.synchronize()
         assert_close(out, reference(A, v32.astype(np.float64)), np.float64)
+    v64_gpu = cp.asarray(v32.astype(np.float64))
+    cp.cuda.Device().synchronize()
     with cp.cuda.Stream(non_blocking=True) as current:  # default: CuPy's current stream
-        out = H @ cp.asarray(v32.astype(np.float64))
+        out = H @ v64_gpu
         current.synchronize()
     assert_close(out, reference(A, v32.astype(np.float64)), np.float64)
     H.check(stream=cp.cuda.Stream(non_blocking=True))
