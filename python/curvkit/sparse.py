@@ -205,7 +205,11 @@ class CSRMatrix:
         if xp is not np and V.device.id != self._device:
             raise ValueError(f"v is on GPU {V.device.id}, the matrix on GPU {self._device}")
         dtype = _arrays.value_dtype(self.dtype, V.dtype)
-        if V.dtype != dtype:
+        if V.ndim == 2 and V.shape[1] > 1 and not V.flags.c_contiguous:
+            # The kernels read each gathered row of V as one contiguous run: a row-major copy
+            # (same device) costs less than gathering k strided values per stored entry.
+            V = xp.ascontiguousarray(V, dtype=dtype)
+        elif V.dtype != dtype:
             V = V.astype(dtype)
         shape = (self.shape[0],) + V.shape[1:]
         if out is None:
