@@ -19,6 +19,17 @@ void csr_diagonal(const csr_ref<T, I>&, const block_ref<T>&, void*) {
     no_cuda();
 }
 
+template <class T>
+void fill_rademacher(const block_ref<T>&, std::uint64_t, std::int64_t, void*) {
+    no_cuda();
+}
+
+template <class T>
+void accumulate_probe_products(const block_ref<const T>&, const block_ref<const T>&,
+                               const block_ref<T>&, const block_ref<T>&, std::int64_t, void*) {
+    no_cuda();
+}
+
 std::size_t csr_check_workspace_size() noexcept { return 0; }
 
 template <class I>
@@ -48,6 +59,14 @@ template void csr_diagonal(const csr_ref<float, std::int32_t>&, const block_ref<
 template void csr_diagonal(const csr_ref<float, std::int64_t>&, const block_ref<float>&, void*);
 template void csr_diagonal(const csr_ref<double, std::int32_t>&, const block_ref<double>&, void*);
 template void csr_diagonal(const csr_ref<double, std::int64_t>&, const block_ref<double>&, void*);
+template void fill_rademacher(const block_ref<float>&, std::uint64_t, std::int64_t, void*);
+template void fill_rademacher(const block_ref<double>&, std::uint64_t, std::int64_t, void*);
+template void accumulate_probe_products(const block_ref<const float>&,
+                                        const block_ref<const float>&, const block_ref<float>&,
+                                        const block_ref<float>&, std::int64_t, void*);
+template void accumulate_probe_products(const block_ref<const double>&,
+                                        const block_ref<const double>&, const block_ref<double>&,
+                                        const block_ref<double>&, std::int64_t, void*);
 template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int32_t*,
                        const std::int32_t*, triangle, void*, void*);
 template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int64_t*,

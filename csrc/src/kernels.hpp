@@ -53,6 +53,15 @@ int csr_check(std::int64_t rows, std::int64_t cols, std::int64_t nnz, const I* i
 /// d_i = sum of the stored (i, i) entries, for i < d.rows.
 template <class T, class I>
 void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d);
+/// Z(i, c) = Rademacher sign of (row i, probe first_probe + c) for `seed`.
+template <class T>
+void fill_rademacher(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe);
+/// Folds the samples Z(i, c) * HZ(i, c) into the running mean and sum of squared deviations
+/// (mean[i], m2[i]) of `count` earlier samples per row.
+template <class T>
+void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,
+                               const block_ref<T>& mean, const block_ref<T>& m2,
+                               std::int64_t count);
 }  // namespace cpu
 
 namespace cuda {
@@ -63,6 +72,15 @@ void csr_matmul(const csr_ref<T, I>& A, const block_ref<const T>& x, const block
 /// d_i = sum of the stored (i, i) entries, on `stream`.
 template <class T, class I>
 void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d, void* stream);
+/// As cpu::fill_rademacher, on `stream`.
+template <class T>
+void fill_rademacher(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe,
+                     void* stream);
+/// As cpu::accumulate_probe_products, on `stream`.
+template <class T>
+void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,
+                               const block_ref<T>& mean, const block_ref<T>& m2,
+                               std::int64_t count, void* stream);
 /// Bytes of device scratch the check needs.
 std::size_t csr_check_workspace_size() noexcept;
 /// Runs the check on `stream`, synchronises that stream and returns a csr_defect code.

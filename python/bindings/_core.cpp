@@ -3,10 +3,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 
 #include "curvkit/curvkit.hpp"
+#include "curvkit/device/philox.hpp"
 
 namespace py = pybind11;
 using curvkit::device_kind;
@@ -169,6 +171,36 @@ PYBIND11_MODULE(_core, m) {
                                 py::arg("memory_bytes") = g.memory_bytes));
         return out;
     });
+
+    m.def(
+        "fill_rademacher",
+        [](py::handle Z, std::uint64_t seed, std::int64_t first_probe, int device_id,
+           std::uintptr_t stream) {
+            const auto z = view_of(Z, device_id, true);
+            py::gil_scoped_release release;
+            curvkit::fill_rademacher(z, seed, first_probe, reinterpret_cast<void*>(stream));
+        },
+        py::arg("Z"), py::arg("seed"), py::arg("first_probe"), py::arg("device_id"),
+        py::arg("stream"));
+    m.def(
+        "accumulate_probe_products",
+        [](py::handle Z, py::handle HZ, py::handle mean, py::handle m2, std::int64_t count,
+           int device_id, std::uintptr_t stream) {
+            const auto z = view_of(Z, device_id, false), hz = view_of(HZ, device_id, false);
+            const auto mu = view_of(mean, device_id, true), s2 = view_of(m2, device_id, true);
+            py::gil_scoped_release release;
+            curvkit::accumulate_probe_products(z, hz, mu, s2, count,
+                                               reinterpret_cast<void*>(stream));
+        },
+        py::arg("Z"), py::arg("HZ"), py::arg("mean"), py::arg("m2"), py::arg("count"),
+        py::arg("device_id"), py::arg("stream"));
+    m.def(
+        "_philox4x32_10",
+        [](std::array<std::uint32_t, 4> ctr, std::uint32_t k0, std::uint32_t k1) {
+            const auto r = curvkit::device::philox4x32_10({{ctr[0], ctr[1], ctr[2], ctr[3]}}, k0, k1);
+            return std::array<std::uint32_t, 4>{r.v[0], r.v[1], r.v[2], r.v[3]};
+        },
+        "Philox4x32-10 of one counter (exposed for known-answer tests).");
 
     py::class_<csr_handle>(m, "CsrHandle")
         .def(py::init<py::object, py::object, py::object, std::int64_t, std::int64_t, int, int>(),

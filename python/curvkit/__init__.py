@@ -6,7 +6,7 @@ other extensions can link (see :func:`get_cmake_dir`).
 
 from __future__ import annotations
 
-from . import _core
+from . import _core, curvature
 from ._build import build_info, get_cmake_dir, get_include, get_library
 from .sparse import CSRMatrix, as_operator, hvp
 
@@ -17,6 +17,7 @@ with_cuda: bool = _core.with_cuda()
 
 __all__ = [
     "CSRMatrix",
+    "curvature",
     "__version__",
     "as_operator",
     "build_info",

@@ -1,6 +1,7 @@
 // The curvkit C++ API in one include.
 #pragma once
 
+#include "curvkit/curvature.hpp"
 #include "curvkit/runtime.hpp"
 #include "curvkit/sparse.hpp"
 #include "curvkit/types.hpp"

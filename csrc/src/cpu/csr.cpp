@@ -1,9 +1,7 @@
 // CPU CSR kernels: multithreaded SpMV/SpMM (full and triangle storage) and the index check.
 #include <omp.h>
-#include <pthread.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <memory>
@@ -11,15 +9,13 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/threads.hpp"
 #include "kernels.hpp"
 
 namespace curvkit::cpu {
 namespace {
 
 using idx = std::int64_t;
-
-// Below this much work (entries + rows) waking the thread team costs more than it saves.
-constexpr idx parallel_threshold = idx{1} << 15;
 
 // Columns of a block handled together: a row's entries are read once per chunk, and a fixed
 // width lets the compiler keep the accumulators in vector registers.
@@ -48,15 +44,6 @@ std::pair<idx, idx> row_range(const I* indptr, idx rows, int t, int nt) {
     };
     return {split(t), split(t + 1)};
 }
-
-// libgomp's thread pool does not survive fork(): a child process (multiprocessing workers, data
-// loaders) that opens a parallel region after its parent did would wait forever for threads
-// that no longer exist. Children run the kernels on one thread instead.
-std::atomic<bool> forked_child{false};
-const bool fork_handler_registered =
-    pthread_atfork(nullptr, nullptr, [] { forked_child.store(true); }) == 0;
-
-bool use_threads(idx work) { return work >= parallel_threshold && !forked_child.load(); }
 
 template <class F>
 void for_each_thread(idx work, F&& body) {

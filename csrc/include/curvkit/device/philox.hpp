@@ -1,0 +1,49 @@
+// Philox4x32-10 counter-based random numbers (Salmon et al., SC'11) for host and device: the
+// same (key, counter) gives the same bits on the CPU and the GPU, with no state to carry.
+#pragma once
+
+#include <cstdint>
+
+#include "curvkit/device/macros.hpp"
+
+namespace curvkit::device {
+
+/// Four 32-bit words: a Philox counter or its output.
+struct uint4x32 {
+    std::uint32_t v[4];
+};
+
+namespace detail {
+CURVKIT_HD std::uint32_t mul_hi(std::uint32_t a, std::uint32_t b) {
+    return static_cast<std::uint32_t>((static_cast<std::uint64_t>(a) * b) >> 32);
+}
+}  // namespace detail
+
+/// @brief Ten rounds of Philox4x32 on @p ctr under the 64-bit key (@p k0, @p k1).
+CURVKIT_HD uint4x32 philox4x32_10(uint4x32 ctr, std::uint32_t k0, std::uint32_t k1) {
+    constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
+    constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
+    for (int round = 0; round < 10; ++round) {
+        const std::uint32_t lo0 = m0 * ctr.v[0], hi0 = detail::mul_hi(m0, ctr.v[0]);
+        const std::uint32_t lo1 = m1 * ctr.v[2], hi1 = detail::mul_hi(m1, ctr.v[2]);
+        ctr = uint4x32{{hi1 ^ ctr.v[1] ^ k0, lo1, hi0 ^ ctr.v[3] ^ k1, lo0}};
+        k0 += w0;
+        k1 += w1;
+    }
+    return ctr;
+}
+
+/// @brief The Rademacher sign (+1 or -1) of entry (@p row, @p probe) of the probe matrix drawn
+/// with @p seed. One Philox call yields the signs of 128 consecutive probes of a row.
+template <class T>
+CURVKIT_HD T rademacher(std::uint64_t seed, std::uint64_t row, std::uint64_t probe) {
+    const uint4x32 ctr{{static_cast<std::uint32_t>(row), static_cast<std::uint32_t>(row >> 32),
+                        static_cast<std::uint32_t>(probe >> 7),
+                        static_cast<std::uint32_t>(probe >> 39)}};
+    const uint4x32 bits =
+        philox4x32_10(ctr, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+    const unsigned bit = static_cast<unsigned>(probe & 127u);
+    return ((bits.v[bit >> 5] >> (bit & 31u)) & 1u) ? T(1) : T(-1);
+}
+
+}  // namespace curvkit::device

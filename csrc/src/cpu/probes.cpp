@@ -1,0 +1,67 @@
+// CPU probe kernels: Rademacher blocks from Philox and the fused running mean/variance update.
+#include <omp.h>
+
+#include <cstdint>
+
+#include "curvkit/device/philox.hpp"
+#include "cpu/threads.hpp"
+#include "kernels.hpp"
+
+namespace curvkit::cpu {
+
+using idx = std::int64_t;
+
+template <class T>
+void fill_rademacher(const block_ref<T>& Z, std::uint64_t seed, idx first_probe) {
+#pragma omp parallel for schedule(static) if (use_threads(Z.rows * Z.cols))
+    for (idx i = 0; i < Z.rows; ++i)
+        for (idx c = 0; c < Z.cols; ++c)
+            Z.data[i * Z.row_stride + c * Z.col_stride] = device::rademacher<T>(
+                seed, static_cast<std::uint64_t>(i), static_cast<std::uint64_t>(first_probe + c));
+}
+
+template <class T>
+void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,
+                               const block_ref<T>& mean, const block_ref<T>& m2, idx count) {
+    const idx b = Z.cols;
+    if (b == 0) return;
+#pragma omp parallel for schedule(static) if (use_threads(Z.rows * b))
+    for (idx i = 0; i < Z.rows; ++i) {
+        // Mean and squared deviations of this block's b samples, then Chan's combination with
+        // the earlier ones: stable where a plain sum of squares would cancel.
+        T block_mean = 0;
+        for (idx c = 0; c < b; ++c)
+            block_mean += Z.data[i * Z.row_stride + c * Z.col_stride] *
+                          HZ.data[i * HZ.row_stride + c * HZ.col_stride];
+        block_mean /= static_cast<T>(b);
+        T block_m2 = 0;
+        for (idx c = 0; c < b; ++c) {
+            const T dev = Z.data[i * Z.row_stride + c * Z.col_stride] *
+                              HZ.data[i * HZ.row_stride + c * HZ.col_stride] -
+                          block_mean;
+            block_m2 += dev * dev;
+        }
+        T& mu = mean.data[i * mean.row_stride];
+        T& s2 = m2.data[i * m2.row_stride];
+        if (count == 0) {
+            mu = block_mean;
+            s2 = block_m2;
+        } else {
+            const T n_a = static_cast<T>(count), n_b = static_cast<T>(b), n = n_a + n_b;
+            const T delta = block_mean - mu;
+            mu += delta * (n_b / n);
+            s2 += block_m2 + delta * delta * (n_a * n_b / n);
+        }
+    }
+}
+
+template void fill_rademacher(const block_ref<float>&, std::uint64_t, idx);
+template void fill_rademacher(const block_ref<double>&, std::uint64_t, idx);
+template void accumulate_probe_products(const block_ref<const float>&,
+                                        const block_ref<const float>&, const block_ref<float>&,
+                                        const block_ref<float>&, idx);
+template void accumulate_probe_products(const block_ref<const double>&,
+                                        const block_ref<const double>&, const block_ref<double>&,
+                                        const block_ref<double>&, idx);
+
+}  // namespace curvkit::cpu

@@ -1,0 +1,148 @@
+"""Stochastic estimation of a Hessian's diagonal from Hessian-vector products."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Callable, Literal, Optional, Union
+
+import numpy as np
+
+from . import _arrays, _core
+from .sparse import CSRMatrix, _is_csr, as_operator
+
+Method = Literal["hutchinson", "exact"]
+
+
+def _probe_target(H: Any, n: Optional[int], xp: Optional[ModuleType]):
+    """(matmat, n, xp, dtype, device, exact diagonal or None) for the kinds of H we accept."""
+    if isinstance(H, CSRMatrix) or _is_csr(H):
+        op = as_operator(H)
+        if op.shape[0] != op.shape[1]:
+            raise ValueError(f"H must be square, got shape {op.shape}")
+        dev = op.device if op.xp is not np else 0
+        return op.matmat, op.shape[0], op.xp, op.dtype, dev, op.diagonal
+    if isinstance(H, np.ndarray) or _arrays.is_device_array(H):
+        mod, A = _arrays.asarray(H)
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"H must be a square matrix, got shape {A.shape}")
+        dtype = _arrays.value_dtype(A.dtype)
+        return (lambda V: A @ V), A.shape[0], mod, dtype, _arrays.device_id(mod, A), (
+            lambda: mod.diagonal(A).astype(dtype, copy=True))
+    matmat = getattr(H, "matmat", H)
+    if not callable(matmat):
+        raise TypeError(f"H must be a CSR matrix, a dense matrix, an operator with matmat, or a "
+                        f"callable V -> H @ V; got {type(H).__name__}")
+    shape = getattr(H, "shape", None)
+    if n is None and shape is not None:
+        n = int(shape[0])
+    if n is None:
+        raise ValueError("n (the size of H) is needed for a callable H")
+    mod = xp or np
+    dev = 0 if mod is np else mod.cuda.runtime.getDevice()
+    return matmat, int(n), mod, np.dtype(np.float64), dev, None
+
+
+def diag_estimate(
+    H: Any,
+    *,
+    num_matvecs: Optional[int] = None,
+    method: Method = "hutchinson",
+    probes: Literal["rademacher"] = "rademacher",
+    block: Optional[int] = None,
+    seed: int = 0,
+    return_stderr: bool = False,
+    n: Optional[int] = None,
+    xp: Optional[ModuleType] = None,
+    stream: Any = None,
+) -> Union[Any, tuple[Any, Any]]:
+    """Estimate ``diag(H)`` from products of ``H`` with random probe blocks.
+
+    Parameters
+    ----------
+    H : CSR matrix, dense matrix, operator or callable
+        ``curvkit.CSRMatrix`` or a SciPy/CuPy CSR matrix; a dense NumPy/CuPy square array; an
+        object with ``matmat(V)``; or a callable ``V -> H @ V`` taking an ``(n, k)`` block (a
+        PyTorch or JAX HVP wrapped to take and return NumPy or CuPy arrays).
+    num_matvecs : int
+        Products with ``H`` to spend (probes drawn), for ``method='hutchinson'``.
+    method : {'hutchinson', 'exact'}
+        ``'hutchinson'``: the mean of ``z * (H z)`` over Rademacher probes ``z``; unbiased,
+        with variance ``sum_{j != i} H_ij^2 / num_matvecs`` per entry. ``'exact'``: read the
+        diagonal of an explicit (CSR or dense) ``H``: exact, and costs no products.
+    probes : {'rademacher'}
+        Probe distribution. Rademacher (±1) probes give the least variance for this estimator.
+    block : int, optional
+        Probes per product call (default ``min(num_matvecs, 32)``); a CSR ``H`` is read once per
+        block.
+    seed : int
+        Probe sequence. The probes come from a counter-based generator keyed by the seed, so a
+        seed gives the same probes on the CPU and the GPU and for any block size.
+    return_stderr : bool
+        Also return the per-entry standard error of the estimate (sample standard deviation of
+        ``z * (H z)`` over the probes, divided by ``sqrt(num_matvecs)``).
+    n, xp : optional
+        For a callable ``H``: its size, and ``numpy`` (default) or ``cupy`` for where probes
+        are made.
+    stream : optional
+        GPU stream (CuPy stream or raw pointer); default CuPy's current stream.
+
+    Returns
+    -------
+    d : ndarray
+        The estimate, NumPy or CuPy like ``H``.
+    stderr : ndarray
+        Only with ``return_stderr``.
+    """
+    if method not in ("hutchinson", "exact"):
+        raise ValueError(f"method must be 'hutchinson' or 'exact', got {method!r}")
+    if probes != "rademacher":
+        raise ValueError(f"probes must be 'rademacher', got {probes!r}")
+    matmat, size, mod, dtype, dev, exact = _probe_target(H, n, xp)
+    if method == "exact":
+        if exact is None:
+            raise ValueError("method='exact' needs an explicit H (CSR or dense matrix)")
+        d = exact()
+        return (d, mod.zeros_like(d)) if return_stderr else d
+    if num_matvecs is None or int(num_matvecs) < 1:
+        raise ValueError(f"num_matvecs must be a positive integer, got {num_matvecs!r}")
+    num_matvecs = int(num_matvecs)
+    block = min(num_matvecs, 32) if block is None else int(block)
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError("seed must be in [0, 2**64)")
+    if stream is not None and mod is not np:
+        with _arrays.as_cupy_stream(stream) as s:
+            return _hutchinson(matmat, size, mod, dtype, dev, num_matvecs, block, int(seed),
+                               return_stderr, s)
+    return _hutchinson(matmat, size, mod, dtype, dev, num_matvecs, block, int(seed),
+                       return_stderr, None)
+
+
+def _hutchinson(matmat: Callable[[Any], Any], size: int, mod: ModuleType, dtype: np.dtype,
+                dev: int, num_matvecs: int, block: int, seed: int, return_stderr: bool,
+                stream: Any) -> Union[Any, tuple[Any, Any]]:
+    with _arrays.on_device(mod, dev):
+        ptr = _arrays.stream_pointer(mod, stream)
+        mean = mod.zeros(size, dtype)
+        m2 = mod.zeros(size, dtype)
+        done = 0
+        while done < num_matvecs:
+            b = min(block, num_matvecs - done)
+            Z = mod.empty((size, b), dtype)  # row-major: each probe row is contiguous
+            _core.fill_rademacher(Z, seed, done, dev, ptr)
+            xp_hz, HZ = _arrays.asarray(matmat(Z))
+            if xp_hz is not mod:
+                raise TypeError("H returned an array from another library or device than the "
+                                "probes; return NumPy for NumPy probes and CuPy for CuPy probes")
+            if HZ.shape != (size, b):
+                raise ValueError(f"H returned shape {HZ.shape} for a probe block of shape "
+                                 f"{(size, b)}")
+            if HZ.dtype != dtype:
+                HZ = HZ.astype(dtype)
+            _core.accumulate_probe_products(Z, HZ, mean, m2, done, dev, ptr)
+            done += b
+        if not return_stderr:
+            return mean
+        stderr = mod.sqrt(m2 / (done * (done - 1))) if done > 1 else mod.full(size, np.inf, dtype)
+        return mean, stderr

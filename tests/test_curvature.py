@@ -1,0 +1,135 @@
+"""Diagonal estimation: probes, the Hutchinson estimator's statistics, exact diagonals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import curvkit
+from curvkit import _core
+from curvkit.benchmarks.problems import poisson2d, random_csr
+from curvkit.curvature import diag_estimate
+from conftest import to_device, to_host
+
+
+def test_philox_known_answers():
+    # Published known-answer vectors of Philox4x32-10.
+    cases = [
+        ([0, 0, 0, 0], 0, 0, [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+        ([0xFFFFFFFF] * 4, 0xFFFFFFFF, 0xFFFFFFFF, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+        ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], 0xA4093822, 0x299F31D0,
+         [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+    ]
+    for ctr, k0, k1, want in cases:
+        assert list(_core._philox4x32_10(ctr, k0, k1)) == want
+
+
+def probes(xp, n, b, seed, first, dtype=np.float64):
+    Z = xp.empty((n, b), dtype)
+    dev = 0 if xp is np else Z.device.id
+    ptr = 0 if xp is np else xp.cuda.get_current_stream().ptr
+    _core.fill_rademacher(Z, seed, first, dev, ptr)
+    return to_host(Z)
+
+
+def test_rademacher_probes_are_reproducible_signs(xp):
+    Z = probes(xp, 3000, 300, seed=7, first=0)
+    assert set(np.unique(Z)) == {-1.0, 1.0}
+    assert np.array_equal(Z, probes(xp, 3000, 300, seed=7, first=0))
+    # any sub-block can be drawn on its own: the generator is counted by (row, probe)
+    assert np.array_equal(Z[:, 130:170], probes(xp, 3000, 40, seed=7, first=130))
+    assert not np.array_equal(Z, probes(xp, 3000, 300, seed=8, first=0))
+    # balanced signs, uncorrelated probes: sample mean and correlations within ~5 sigma
+    assert abs(Z.mean()) < 5 / np.sqrt(Z.size)
+    C = Z.T @ Z / Z.shape[0]
+    off = C[~np.eye(300, dtype=bool)]
+    assert np.abs(off).max() < 5.5 / np.sqrt(Z.shape[0])
+    assert np.array_equal(probes(xp, 50, 10, 7, 0, np.float32), Z[:50, :10].astype(np.float32))
+
+
+@pytest.mark.gpu
+def test_cpu_and_gpu_draw_the_same_probes():
+    import cupy as cp
+
+    assert np.array_equal(probes(np, 1000, 77, 11, 5), probes(cp, 1000, 77, 11, 5))
+
+
+def test_exact_diagonal(xp):
+    A = random_csr(500, 7, seed=1)
+    assert np.array_equal(to_host(diag_estimate(to_device(xp, A), method="exact")), A.diagonal())
+    D = xp.asarray(A.toarray())
+    assert np.array_equal(to_host(diag_estimate(D, method="exact")), A.diagonal())
+    with pytest.raises(ValueError, match="explicit"):
+        diag_estimate(lambda V: V, method="exact", n=5)
+
+
+def test_hutchinson_is_unbiased_with_the_predicted_variance():
+    rng = np.random.default_rng(2)
+    n, k, seeds = 60, 16, 400
+    B = rng.standard_normal((n, n))
+    H = (B + B.T) / 2
+    d = np.diag(H)
+    est = np.array([diag_estimate(H, num_matvecs=k, seed=s) for s in range(seeds)])
+    # unbiased: the mean over seeds is within 5 standard errors of diag(H), entry by entry
+    per_entry_var = (np.sum(H**2, axis=1) - d**2) / k
+    assert np.all(np.abs(est.mean(0) - d) < 5 * np.sqrt(per_entry_var / seeds))
+    # E||d_hat - d||^2 = ||H - Diag(H)||_F^2 / k for Rademacher probes
+    want = (np.sum(H**2) - np.sum(d**2)) / k
+    got = np.mean(np.sum((est - d) ** 2, axis=1))
+    assert 0.85 < got / want < 1.15, (got, want)
+
+
+def test_stderr_matches_the_spread_over_seeds():
+    H = poisson2d(12).toarray()
+    results = [diag_estimate(H, num_matvecs=40, seed=s, return_stderr=True) for s in range(200)]
+    est = np.array([r[0] for r in results])
+    stderr = np.array([r[1] for r in results]).mean(0)
+    ratio = est.std(0) / stderr
+    assert 0.8 < np.median(ratio) < 1.2
+
+
+def test_operator_kinds_and_blocks_agree(xp):
+    A = random_csr(400, 9, seed=3)
+    A = (A + A.T).tocsr()
+    Ad = to_device(xp, A)
+    ref = to_host(diag_estimate(Ad, num_matvecs=50, seed=4))
+    dense = xp.asarray(A.toarray())
+    for H, kw in [
+        (dense, {}),
+        (curvkit.CSRMatrix.from_sparse(Ad), {"block": 7}),
+        (lambda V: dense @ V, {"n": 400, "xp": xp}),
+        (curvkit.CSRMatrix.from_sparse(Ad), {"block": 50}),
+    ]:
+        got = to_host(diag_estimate(H, num_matvecs=50, seed=4, **kw))
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_matrix_gives_float32_estimate():
+    A = poisson2d(10).astype(np.float32)
+    d = diag_estimate(A, num_matvecs=8)
+    assert d.dtype == np.float32
+
+
+def test_bad_arguments():
+    H = np.eye(4)
+    with pytest.raises(ValueError, match="num_matvecs"):
+        diag_estimate(H)
+    with pytest.raises(ValueError, match="num_matvecs"):
+        diag_estimate(H, num_matvecs=0)
+    with pytest.raises(ValueError, match="method"):
+        diag_estimate(H, num_matvecs=4, method="xdiag++")
+    with pytest.raises(ValueError, match="probes"):
+        diag_estimate(H, num_matvecs=4, probes="gaussian")
+    with pytest.raises(ValueError, match="square"):
+        diag_estimate(np.ones((3, 4)), num_matvecs=4)
+    with pytest.raises(ValueError, match="square"):
+        diag_estimate(sp.csr_matrix(np.ones((3, 4))), num_matvecs=4)
+    with pytest.raises(ValueError, match="n "):
+        diag_estimate(lambda V: V, num_matvecs=4)
+    with pytest.raises(ValueError, match="returned shape"):
+        diag_estimate(lambda V: V[:, :1], num_matvecs=4, n=4)
+    with pytest.raises(TypeError, match="callable"):
+        diag_estimate(42, num_matvecs=4)
+    with pytest.raises(ValueError, match="block"):
+        diag_estimate(H, num_matvecs=4, block=0)
