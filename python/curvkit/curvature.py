@@ -13,6 +13,20 @@ from .sparse import CSRMatrix, _is_csr, as_operator
 Method = Literal["hutchinson", "exact"]
 
 
+class _ReusingMatmat:
+    """``V -> H @ V`` for a CSRMatrix, writing into one output buffer per block shape so that
+    successive probe blocks do not allocate (and first-touch) fresh memory each time."""
+
+    def __init__(self, op: CSRMatrix) -> None:
+        self.op = op
+        self.out: Any = None
+
+    def __call__(self, V: Any) -> Any:
+        if self.out is None or self.out.shape != V.shape or self.out.dtype != V.dtype:
+            self.out = self.op.xp.empty(V.shape, V.dtype)
+        return self.op.matmat(V, self.out)
+
+
 def _probe_target(H: Any, n: Optional[int], xp: Optional[ModuleType]):
     """(matmat, n, xp, dtype, device, exact diagonal or None) for the kinds of H we accept."""
     if isinstance(H, CSRMatrix) or _is_csr(H):
@@ -20,7 +34,7 @@ def _probe_target(H: Any, n: Optional[int], xp: Optional[ModuleType]):
         if op.shape[0] != op.shape[1]:
             raise ValueError(f"H must be square, got shape {op.shape}")
         dev = op.device if op.xp is not np else 0
-        return op.matmat, op.shape[0], op.xp, op.dtype, dev, op.diagonal
+        return _ReusingMatmat(op), op.shape[0], op.xp, op.dtype, dev, op.diagonal
     if isinstance(H, np.ndarray) or _arrays.is_device_array(H):
         mod, A = _arrays.asarray(H)
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
@@ -127,9 +141,11 @@ def _hutchinson(matmat: Callable[[Any], Any], size: int, mod: ModuleType, dtype:
         mean = mod.zeros(size, dtype)
         m2 = mod.zeros(size, dtype)
         done = 0
+        Z = mod.empty((size, min(block, num_matvecs)), dtype)  # row-major, reused per block
         while done < num_matvecs:
             b = min(block, num_matvecs - done)
-            Z = mod.empty((size, b), dtype)  # row-major: each probe row is contiguous
+            if b != Z.shape[1]:
+                Z = mod.empty((size, b), dtype)
             _core.fill_rademacher(Z, seed, done, dev, ptr)
             xp_hz, HZ = _arrays.asarray(matmat(Z))
             if xp_hz is not mod:

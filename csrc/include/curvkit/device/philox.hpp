@@ -33,17 +33,28 @@ CURVKIT_HD uint4x32 philox4x32_10(uint4x32 ctr, std::uint32_t k0, std::uint32_t 
     return ctr;
 }
 
-/// @brief The Rademacher sign (+1 or -1) of entry (@p row, @p probe) of the probe matrix drawn
-/// with @p seed. One Philox call yields the signs of 128 consecutive probes of a row.
-template <class T>
-CURVKIT_HD T rademacher(std::uint64_t seed, std::uint64_t row, std::uint64_t probe) {
+/// @brief The 128 sign bits of probes [128 g, 128 g + 128) in row @p row of the probe matrix
+/// drawn with @p seed: bit (p mod 128) of the result, 1 for +1, decides probe p.
+CURVKIT_HD uint4x32 rademacher_bits(std::uint64_t seed, std::uint64_t row, std::uint64_t g) {
     const uint4x32 ctr{{static_cast<std::uint32_t>(row), static_cast<std::uint32_t>(row >> 32),
-                        static_cast<std::uint32_t>(probe >> 7),
-                        static_cast<std::uint32_t>(probe >> 39)}};
-    const uint4x32 bits =
-        philox4x32_10(ctr, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+                        static_cast<std::uint32_t>(g), static_cast<std::uint32_t>(g >> 32)}};
+    return philox4x32_10(ctr, static_cast<std::uint32_t>(seed),
+                         static_cast<std::uint32_t>(seed >> 32));
+}
+
+/// @brief The sign that bit (@p probe mod 128) of @p bits gives.
+template <class T>
+CURVKIT_HD T rademacher_sign(const uint4x32& bits, std::uint64_t probe) {
     const unsigned bit = static_cast<unsigned>(probe & 127u);
     return ((bits.v[bit >> 5] >> (bit & 31u)) & 1u) ? T(1) : T(-1);
+}
+
+/// @brief The Rademacher sign (+1 or -1) of entry (@p row, @p probe) of the probe matrix drawn
+/// with @p seed. One Philox call yields the signs of 128 consecutive probes of a row, so loops
+/// over probes should call rademacher_bits() once per 128.
+template <class T>
+CURVKIT_HD T rademacher(std::uint64_t seed, std::uint64_t row, std::uint64_t probe) {
+    return rademacher_sign<T>(rademacher_bits(seed, row, probe >> 7), probe);
 }
 
 }  // namespace curvkit::device
