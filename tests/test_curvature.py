@@ -133,3 +133,51 @@ def test_bad_arguments():
         diag_estimate(42, num_matvecs=4)
     with pytest.raises(ValueError, match="block"):
         diag_estimate(H, num_matvecs=4, block=0)
+
+
+def test_coloring_is_proper_and_small():
+    from curvkit.curvature import coloring
+
+    A = poisson2d(40)
+    colors, count = coloring(A)
+    assert count == 2  # red-black
+    B = random_csr(3000, 5, seed=9)
+    S = (B + B.T).tocsr()
+    colors, count = coloring(sp.triu(S, format="csr"))  # one triangle is enough
+    coo = S.tocoo()
+    off = coo.row != coo.col
+    assert np.all(colors[coo.row[off]] != colors[coo.col[off]])
+    assert count <= np.diff(S.indptr).max() + 1
+    assert colors.min() == 0 and colors.max() == count - 1
+
+
+def test_probing_gives_the_exact_diagonal(xp):
+    B = random_csr(2000, 4, seed=10)
+    S = (B + B.T).tocsr()
+    S.setdiag(np.random.default_rng(11).standard_normal(2000))
+    from curvkit.curvature import coloring
+
+    n_colors = coloring(S)[1]
+    calls = []
+
+    def hvp(V):  # a matrix-free H that counts its products
+        calls.append(V.shape[1])
+        return to_device(xp, S) @ V
+
+    d = diag_estimate(hvp, method="probing", pattern=S, n=2000, xp=xp)
+    np.testing.assert_allclose(to_host(d), S.diagonal(), rtol=1e-14, atol=1e-14)
+    assert sum(calls) == n_colors  # one product per colour
+    if xp is np:  # a host CSR H is its own pattern, in full or triangle storage
+        np.testing.assert_allclose(diag_estimate(S, method="probing"), S.diagonal(), rtol=1e-14)
+        U = curvkit.CSRMatrix.from_sparse(sp.triu(S, format="csr"), symmetric="upper")
+        np.testing.assert_allclose(diag_estimate(U, method="probing"), S.diagonal(), rtol=1e-14)
+    assert np.array_equal(
+        to_host(diag_estimate(to_device(xp, poisson2d(20)), method="probing",
+                              pattern=poisson2d(20))), poisson2d(20).diagonal())
+
+
+def test_probing_needs_a_pattern():
+    with pytest.raises(ValueError, match="pattern"):
+        diag_estimate(lambda V: V, method="probing", n=4)
+    with pytest.raises(ValueError, match="rows"):
+        diag_estimate(lambda V: V, method="probing", n=4, pattern=sp.eye(5, format="csr"))

@@ -67,4 +67,17 @@ void accumulate_probe_products(const dense_view& Z, const dense_view& HZ, const 
     });
 }
 
+std::int64_t greedy_coloring(const csr_view& pattern, std::int32_t* colors) {
+    if (pattern.device != device_kind::cpu)
+        fail(status::invalid_type, "greedy_coloring needs a host (CPU) pattern");
+    if (pattern.rows != pattern.cols || pattern.rows < 0)
+        fail(status::invalid_value, "greedy_coloring needs a square pattern");
+    if (pattern.rows > 0 && colors == nullptr) fail(status::invalid_value, "colors is null");
+    return with_index_type(pattern.index_dtype, [&](auto it) {
+        using I = typename decltype(it)::type;
+        return cpu::greedy_coloring(pattern.rows, static_cast<const I*>(pattern.indptr),
+                                    static_cast<const I*>(pattern.indices), colors);
+    });
+}
+
 }  // namespace curvkit

@@ -56,6 +56,10 @@ void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d);
 /// Z(i, c) = Rademacher sign of (row i, probe first_probe + c) for `seed`.
 template <class T>
 void fill_rademacher(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe);
+/// Greedy colouring of the off-diagonal graph of a square CSR pattern; returns the colour count.
+template <class I>
+std::int64_t greedy_coloring(std::int64_t rows, const I* indptr, const I* indices,
+                             std::int32_t* colors);
 /// Folds the samples Z(i, c) * HZ(i, c) into the running mean and sum of squared deviations
 /// (mean[i], m2[i]) of `count` earlier samples per row.
 template <class T>

@@ -123,6 +123,16 @@ public:
         curvkit::csr_diagonal(view_, dv, reinterpret_cast<void*>(stream));
     }
 
+    py::tuple greedy_coloring() const {
+        py::array_t<std::int32_t> colors(view_.rows);
+        std::int64_t count = 0;
+        {
+            py::gil_scoped_release release;
+            count = curvkit::greedy_coloring(view_, colors.mutable_data());
+        }
+        return py::make_tuple(colors, count);
+    }
+
     std::size_t check_workspace_size() const { return curvkit::csr_check_workspace_size(view_); }
 
     void check(py::object workspace, std::uintptr_t stream) const {
@@ -208,6 +218,7 @@ PYBIND11_MODULE(_core, m) {
              py::arg("cols"), py::arg("storage"), py::arg("device_id"))
         .def("matmul", &csr_handle::matmul, py::arg("x"), py::arg("y"), py::arg("stream"))
         .def("diagonal", &csr_handle::diagonal, py::arg("d"), py::arg("stream"))
+        .def("greedy_coloring", &csr_handle::greedy_coloring)
         .def("check_workspace_size", &csr_handle::check_workspace_size)
         .def("check", &csr_handle::check, py::arg("workspace"), py::arg("stream"));
 }

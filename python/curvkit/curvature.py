@@ -10,7 +10,7 @@ import numpy as np
 from . import _arrays, _core
 from .sparse import CSRMatrix, _is_csr, as_operator
 
-Method = Literal["hutchinson", "exact"]
+Method = Literal["hutchinson", "exact", "probing"]
 
 
 class _ReusingMatmat:
@@ -56,6 +56,31 @@ def _probe_target(H: Any, n: Optional[int], xp: Optional[ModuleType]):
     return matmat, int(n), mod, np.dtype(np.float64), dev, None
 
 
+def coloring(pattern: Any) -> tuple[np.ndarray, int]:
+    """Greedy distance-1 colouring of a square sparse pattern, on the host.
+
+    Two indices get different colours whenever either stores an entry in the other's column
+    (the pattern is symmetrised first, so one triangle is enough). Returns ``(colors,
+    n_colors)`` with ``colors`` an int32 NumPy array. A 5-point Laplacian gets 2 colours.
+    """
+    P = pattern if isinstance(pattern, CSRMatrix) else CSRMatrix.from_sparse(pattern)
+    if P.xp is not np:
+        raise TypeError("the colouring runs on the host: pass a host (SciPy or NumPy-backed) "
+                        "pattern")
+    n = P.shape[0]
+    if P.shape[0] != P.shape[1]:
+        raise ValueError(f"the pattern must be square, got shape {P.shape}")
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(P.indptr))
+    r = np.concatenate([rows, P.indices.astype(np.int64)])
+    c = np.concatenate([P.indices.astype(np.int64), rows])
+    order = np.argsort(r, kind="stable")
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
+    sym = CSRMatrix(indptr, c[order], np.ones(len(order)), (n, n), check=False)
+    colors, count = sym._handle(sym.dtype).greedy_coloring()
+    return colors, int(count)
+
+
 def diag_estimate(
     H: Any,
     *,
@@ -67,6 +92,7 @@ def diag_estimate(
     return_stderr: bool = False,
     n: Optional[int] = None,
     xp: Optional[ModuleType] = None,
+    pattern: Any = None,
     stream: Any = None,
 ) -> Union[Any, tuple[Any, Any]]:
     """Estimate ``diag(H)`` from products of ``H`` with random probe blocks.
@@ -79,10 +105,14 @@ def diag_estimate(
         PyTorch or JAX HVP wrapped to take and return NumPy or CuPy arrays).
     num_matvecs : int
         Products with ``H`` to spend (probes drawn), for ``method='hutchinson'``.
-    method : {'hutchinson', 'exact'}
+    method : {'hutchinson', 'exact', 'probing'}
         ``'hutchinson'``: the mean of ``z * (H z)`` over Rademacher probes ``z``; unbiased,
         with variance ``sum_{j != i} H_ij^2 / num_matvecs`` per entry. ``'exact'``: read the
         diagonal of an explicit (CSR or dense) ``H``: exact, and costs no products.
+        ``'probing'``: exact for any ``H`` whose sparsity pattern is known (``pattern``, or the
+        pattern of a host CSR ``H``): colour the pattern (see :func:`coloring`) and multiply by
+        one indicator vector per colour, so ``n_colors`` products (2 for a 5-point Laplacian)
+        give the diagonal exactly; ``num_matvecs`` is not used.
     probes : {'rademacher'}
         Probe distribution. Rademacher (±1) probes give the least variance for this estimator.
     block : int, optional
@@ -97,6 +127,10 @@ def diag_estimate(
     n, xp : optional
         For a callable ``H``: its size, and ``numpy`` (default) or ``cupy`` for where probes
         are made.
+    pattern : host CSR matrix, optional
+        For ``method='probing'``: a pattern containing every stored entry of ``H`` (one
+        triangle is enough). Needed unless ``H`` is a host CSR matrix; the colouring runs on the
+        host and the colours are then copied to the GPU for a CuPy ``H``.
     stream : optional
         GPU stream (CuPy stream or raw pointer); default CuPy's current stream.
 
@@ -107,8 +141,8 @@ def diag_estimate(
     stderr : ndarray
         Only with ``return_stderr``.
     """
-    if method not in ("hutchinson", "exact"):
-        raise ValueError(f"method must be 'hutchinson' or 'exact', got {method!r}")
+    if method not in ("hutchinson", "exact", "probing"):
+        raise ValueError(f"method must be 'hutchinson', 'exact' or 'probing', got {method!r}")
     if probes != "rademacher":
         raise ValueError(f"probes must be 'rademacher', got {probes!r}")
     matmat, size, mod, dtype, dev, exact = _probe_target(H, n, xp)
@@ -117,6 +151,8 @@ def diag_estimate(
             raise ValueError("method='exact' needs an explicit H (CSR or dense matrix)")
         d = exact()
         return (d, mod.zeros_like(d)) if return_stderr else d
+    if method == "probing":
+        return _probing(H, pattern, matmat, size, mod, dtype, dev, return_stderr)
     if num_matvecs is None or int(num_matvecs) < 1:
         raise ValueError(f"num_matvecs must be a positive integer, got {num_matvecs!r}")
     num_matvecs = int(num_matvecs)
@@ -162,3 +198,25 @@ def _hutchinson(matmat: Callable[[Any], Any], size: int, mod: ModuleType, dtype:
             return mean
         stderr = mod.sqrt(m2 / (done * (done - 1))) if done > 1 else mod.full(size, np.inf, dtype)
         return mean, stderr
+
+
+def _probing(H: Any, pattern: Any, matmat: Callable[[Any], Any], size: int, mod: ModuleType,
+             dtype: np.dtype, dev: int, return_stderr: bool) -> Union[Any, tuple[Any, Any]]:
+    if pattern is None:
+        host_csr = isinstance(H, CSRMatrix) and H.xp is np or _is_csr(H) and not \
+            _arrays.is_device_array(H.data)
+        if not host_csr:
+            raise ValueError("method='probing' needs pattern= (a host CSR matrix holding the "
+                             "sparsity of H) unless H is a host CSR matrix")
+        pattern = H
+    colors, count = coloring(pattern)
+    if colors.shape[0] != size:
+        raise ValueError(f"pattern has {colors.shape[0]} rows, H has {size}")
+    with _arrays.on_device(mod, dev):
+        c = mod.asarray(colors)  # the one host-to-device copy this method makes, n int32
+        V = mod.zeros((size, max(count, 1)), dtype)
+        rows = mod.arange(size)
+        V[rows, c] = 1
+        _, HV = _arrays.asarray(matmat(V))
+        d = HV[rows, c].astype(dtype, copy=True)
+        return (d, mod.zeros_like(d)) if return_stderr else d

@@ -28,4 +28,14 @@ CURVKIT_API void accumulate_probe_products(const dense_view& Z, const dense_view
                                            const dense_view& mean, const dense_view& m2,
                                            std::int64_t count, void* stream = nullptr);
 
+/// @brief Greedy distance-1 colouring of the graph whose edges are the off-diagonal entries of
+/// @p pattern (host CSR, square, symmetric pattern expected: (i, j) stored iff (j, i) is).
+///
+/// Vertices are coloured in order with the smallest colour none of their neighbours holds, so
+/// at most (max degree + 1) colours are used; a 5-point Laplacian gets 2. Probing with one
+/// indicator vector per colour then reads diag(H) exactly from that many products.
+/// @param colors  host array of pattern.rows int32 entries; written
+/// @returns the number of colours used
+CURVKIT_API std::int64_t greedy_coloring(const csr_view& pattern, std::int32_t* colors);
+
 }  // namespace curvkit

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "curvkit/device/philox.hpp"
 #include "cpu/threads.hpp"
@@ -65,6 +66,30 @@ void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<cons
     }
 }
 
+template <class I>
+idx greedy_coloring(idx rows, const I* indptr, const I* indices, std::int32_t* colors) {
+    // seen[c] == i + 1 marks colour c as taken by a neighbour of vertex i; sequential by nature.
+    std::vector<idx> seen;
+    idx used = 0;
+    for (idx i = 0; i < rows; ++i) colors[i] = -1;
+    for (idx i = 0; i < rows; ++i) {
+        for (idx p = indptr[i]; p < static_cast<idx>(indptr[i + 1]); ++p) {
+            const idx j = indices[p];
+            if (j != i && colors[j] >= 0) seen[static_cast<std::size_t>(colors[j])] = i + 1;
+        }
+        idx c = 0;
+        while (c < used && seen[static_cast<std::size_t>(c)] == i + 1) ++c;
+        if (c == used) {
+            ++used;
+            seen.push_back(0);
+        }
+        colors[i] = static_cast<std::int32_t>(c);
+    }
+    return used;
+}
+
+template idx greedy_coloring(idx, const std::int32_t*, const std::int32_t*, std::int32_t*);
+template idx greedy_coloring(idx, const std::int64_t*, const std::int64_t*, std::int32_t*);
 template void fill_rademacher(const block_ref<float>&, std::uint64_t, idx);
 template void fill_rademacher(const block_ref<double>&, std::uint64_t, idx);
 template void accumulate_probe_products(const block_ref<const float>&,
