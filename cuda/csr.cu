@@ -8,6 +8,7 @@
 
 #include "cuda_check.cuh"
 #include "kernels.hpp"
+#include "launch.cuh"
 
 namespace curvkit::cuda {
 namespace {
@@ -16,18 +17,13 @@ using i64 = std::int64_t;
 using detail::cuda_check;
 using detail::cuda_check_launch;
 
-constexpr int block_size = 256;
-// Enough blocks to fill any current GPU many times over; past it the kernels' grid-stride loops
-// take over, so 1e8 rows never meet the grid-dimension limit.
-constexpr i64 max_blocks = 65535;
+using launch::block_size;
+using launch::grid_for;
+using launch::thread_count;
+using launch::thread_id;
 constexpr unsigned full_mask = 0xffffffffu;
 // Columns per lane in one pass of the k > 1 kernels; launches with fewer guarantee k <= W * Cpl.
 constexpr int max_cols_per_lane = 4;
-
-unsigned grid_for(i64 threads) {
-    const i64 blocks = (threads + block_size - 1) / block_size;
-    return static_cast<unsigned>(std::clamp<i64>(blocks, 1, max_blocks));
-}
 
 /// Smallest power of two >= n, clamped to [2, 32]: the lanes given to one row.
 int group_width(i64 n) {
@@ -36,14 +32,6 @@ int group_width(i64 n) {
         g *= 2;
     }
     return g;
-}
-
-__device__ __forceinline__ i64 thread_id() {
-    return static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-
-__device__ __forceinline__ i64 thread_count() {
-    return static_cast<i64>(gridDim.x) * blockDim.x;
 }
 
 /// Sum over the G lanes of a group; lane 0 of the group holds the result. Every lane of the

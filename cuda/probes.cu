@@ -1,24 +1,21 @@
 // CUDA probe kernels: Rademacher blocks from Philox and the fused running mean/variance update.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "cuda_check.cuh"
 #include "curvkit/device/philox.hpp"
 #include "kernels.hpp"
+#include "launch.cuh"
 
 namespace curvkit::cuda {
 namespace {
 
 using i64 = std::int64_t;
-constexpr int block_size = 256;
-constexpr i64 max_blocks = 65535;
-
-unsigned grid_for(i64 threads) {
-    const i64 blocks = (threads + block_size - 1) / block_size;
-    return static_cast<unsigned>(std::clamp<i64>(blocks, 1, max_blocks));
-}
+using launch::block_size;
+using launch::grid_for;
+using launch::thread_count;
+using launch::thread_id;
 
 // One thread per element; consecutive threads take consecutive columns of a row, which is
 // the contiguous direction of the row-major blocks the Python layer allocates.
@@ -27,8 +24,7 @@ __global__ void __launch_bounds__(block_size)
     rademacher_block(T* __restrict__ z, i64 rows, i64 cols, i64 rs, i64 cs, std::uint64_t seed,
                      i64 first_probe) {
     const i64 n = rows * cols;
-    for (i64 e = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
-         e += static_cast<i64>(gridDim.x) * blockDim.x) {
+    for (i64 e = thread_id(); e < n; e += thread_count()) {
         const i64 i = e / cols, c = e - i * cols;
         z[i * rs + c * cs] = device::rademacher<T>(seed, static_cast<std::uint64_t>(i),
                                                    static_cast<std::uint64_t>(first_probe + c));
@@ -41,8 +37,7 @@ __global__ void __launch_bounds__(block_size)
     accumulate_rows(const T* __restrict__ z, i64 zrs, i64 zcs, const T* __restrict__ hz,
                     i64 hrs, i64 hcs, T* __restrict__ mean, i64 ms, T* __restrict__ m2, i64 ss,
                     i64 rows, i64 b, i64 count) {
-    for (i64 i = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; i < rows;
-         i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    for (i64 i = thread_id(); i < rows; i += thread_count()) {
         T block_mean = T(0);
         for (i64 c = 0; c < b; ++c) block_mean += z[i * zrs + c * zcs] * hz[i * hrs + c * hcs];
         block_mean /= static_cast<T>(b);
