@@ -181,3 +181,16 @@ def test_probing_needs_a_pattern():
         diag_estimate(lambda V: V, method="probing", n=4)
     with pytest.raises(ValueError, match="rows"):
         diag_estimate(lambda V: V, method="probing", n=4, pattern=sp.eye(5, format="csr"))
+
+
+def test_coloring_bad_input():
+    from curvkit.curvature import coloring
+
+    with pytest.raises(ValueError, match="square"):
+        coloring(sp.csr_matrix(np.ones((3, 4))))
+    with pytest.raises(TypeError, match="CSR"):
+        coloring(np.eye(3))
+    colors, count = coloring(sp.csr_matrix((0, 0)))
+    assert colors.shape == (0,) and count == 0
+    colors, count = coloring(sp.eye(5, format="csr"))  # no off-diagonal entries: one colour
+    assert count == 1 and not colors.any()
