@@ -31,6 +31,21 @@ __global__ void __launch_bounds__(block_size)
     }
 }
 
+// One thread per element, as rademacher_block; each computes its pair and keeps one value.
+template <class T>
+__global__ void __launch_bounds__(block_size)
+    gaussian_block(T* __restrict__ z, i64 rows, i64 cols, i64 rs, i64 cs, std::uint64_t seed,
+                   i64 first_probe) {
+    const i64 n = rows * cols;
+    for (i64 e = thread_id(); e < n; e += thread_count()) {
+        const i64 i = e / cols, c = e - i * cols;
+        const auto p = static_cast<std::uint64_t>(first_probe + c);
+        double g0, g1;
+        device::gaussian_pair(seed, static_cast<std::uint64_t>(i), p >> 1, g0, g1);
+        z[i * rs + c * cs] = static_cast<T>((p & 1u) ? g1 : g0);
+    }
+}
+
 // One thread per row: the block's mean and squared deviations, then Chan's combination.
 template <class T>
 __global__ void __launch_bounds__(block_size)
@@ -71,6 +86,16 @@ void fill_rademacher(const block_ref<T>& Z, std::uint64_t seed, std::int64_t fir
 }
 
 template <class T>
+void fill_gaussian(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe,
+                   void* stream) {
+    if (Z.rows <= 0 || Z.cols <= 0) return;
+    gaussian_block<T><<<grid_for(Z.rows * Z.cols), block_size, 0,
+                        static_cast<cudaStream_t>(stream)>>>(
+        Z.data, Z.rows, Z.cols, Z.row_stride, Z.col_stride, seed, first_probe);
+    detail::cuda_check_launch("fill_gaussian: launch");
+}
+
+template <class T>
 void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,
                                const block_ref<T>& mean, const block_ref<T>& m2,
                                std::int64_t count, void* stream) {
@@ -81,6 +106,8 @@ void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<cons
     detail::cuda_check_launch("accumulate_probe_products: launch");
 }
 
+template void fill_gaussian<float>(const block_ref<float>&, std::uint64_t, std::int64_t, void*);
+template void fill_gaussian<double>(const block_ref<double>&, std::uint64_t, std::int64_t, void*);
 template void fill_rademacher<float>(const block_ref<float>&, std::uint64_t, std::int64_t, void*);
 template void fill_rademacher<double>(const block_ref<double>&, std::uint64_t, std::int64_t,
                                       void*);

@@ -120,7 +120,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="method"):
         diag_estimate(H, num_matvecs=4, method="xdiag++")
     with pytest.raises(ValueError, match="probes"):
-        diag_estimate(H, num_matvecs=4, probes="gaussian")
+        diag_estimate(H, num_matvecs=4, probes="uniform")
     with pytest.raises(ValueError, match="square"):
         diag_estimate(np.ones((3, 4)), num_matvecs=4)
     with pytest.raises(ValueError, match="square"):
@@ -194,3 +194,54 @@ def test_coloring_bad_input():
     assert colors.shape == (0,) and count == 0
     colors, count = coloring(sp.eye(5, format="csr"))  # no off-diagonal entries: one colour
     assert count == 1 and not colors.any()
+
+
+def gaussian_probes(xp, n, b, seed, first, dtype=np.float64):
+    Z = xp.empty((n, b), dtype)
+    dev = 0 if xp is np else Z.device.id
+    ptr = 0 if xp is np else xp.cuda.get_current_stream().ptr
+    _core.fill_gaussian(Z, seed, first, dev, ptr)
+    return to_host(Z)
+
+
+def test_gaussian_probes_are_standard_normal_and_reproducible(xp):
+    Z = gaussian_probes(xp, 2000, 101, seed=3, first=0)
+    assert np.array_equal(Z[:, 37:90], gaussian_probes(xp, 2000, 53, seed=3, first=37))
+    x = np.sort(Z.ravel())
+    m = x.size
+    assert abs(x.mean()) < 5 / np.sqrt(m) and abs(x.var() - 1) < 5 * np.sqrt(2 / m)
+    # Kolmogorov-Smirnov distance to the normal CDF, against its 0.1% critical value
+    from scipy.stats import norm
+
+    ks = np.max(np.abs(norm.cdf(x) - np.arange(1, m + 1) / m))
+    assert ks < 1.95 / np.sqrt(m)
+    # independent of the Rademacher sequence of the same seed
+    R = probes(xp, 2000, 101, seed=3, first=0)
+    assert abs(np.mean(Z * R)) < 5 / np.sqrt(m)
+
+
+@pytest.mark.gpu
+def test_cpu_and_gpu_draw_the_same_gaussian_probes():
+    import cupy as cp
+
+    np.testing.assert_allclose(gaussian_probes(np, 500, 33, 9, 1), gaussian_probes(cp, 500, 33, 9, 1),
+                               rtol=1e-14, atol=1e-15)
+
+
+def test_gaussian_bekas_estimate_has_the_predicted_variance():
+    rng = np.random.default_rng(4)
+    n, k, seeds = 40, 32, 400
+    B = rng.standard_normal((n, n))
+    H = (B + B.T) / 2 + 3 * np.eye(n)
+    d = np.diag(H)
+    gauss = np.array([diag_estimate(H, num_matvecs=k, probes="gaussian", seed=s)
+                      for s in range(seeds)])
+    # The normalisation cancels the diagonal's own term; what is left has variance
+    # sum_{j != i} H_ij^2 / (k - 2) (E[1 / chi2_k] = 1 / (k - 2)), against / k for Rademacher.
+    want = (np.sum(H**2) - np.sum(d**2)) / (k - 2)
+    got = np.mean(np.sum((gauss - d) ** 2, axis=1))
+    assert 0.85 < got / want < 1.15, (got, want)
+    big = diag_estimate(H, num_matvecs=20_000, probes="gaussian", seed=1)
+    np.testing.assert_allclose(big, d, atol=0.1)  # consistent
+    d_hat, stderr = diag_estimate(H, num_matvecs=k, probes="gaussian", seed=2, return_stderr=True)
+    assert np.all(stderr > 0) and np.all(np.isfinite(stderr))

@@ -25,6 +25,11 @@ void fill_rademacher(const block_ref<T>&, std::uint64_t, std::int64_t, void*) {
 }
 
 template <class T>
+void fill_gaussian(const block_ref<T>&, std::uint64_t, std::int64_t, void*) {
+    no_cuda();
+}
+
+template <class T>
 void accumulate_probe_products(const block_ref<const T>&, const block_ref<const T>&,
                                const block_ref<T>&, const block_ref<T>&, std::int64_t, void*) {
     no_cuda();
@@ -59,6 +64,8 @@ template void csr_diagonal(const csr_ref<float, std::int32_t>&, const block_ref<
 template void csr_diagonal(const csr_ref<float, std::int64_t>&, const block_ref<float>&, void*);
 template void csr_diagonal(const csr_ref<double, std::int32_t>&, const block_ref<double>&, void*);
 template void csr_diagonal(const csr_ref<double, std::int64_t>&, const block_ref<double>&, void*);
+template void fill_gaussian(const block_ref<float>&, std::uint64_t, std::int64_t, void*);
+template void fill_gaussian(const block_ref<double>&, std::uint64_t, std::int64_t, void*);
 template void fill_rademacher(const block_ref<float>&, std::uint64_t, std::int64_t, void*);
 template void fill_rademacher(const block_ref<double>&, std::uint64_t, std::int64_t, void*);
 template void accumulate_probe_products(const block_ref<const float>&,

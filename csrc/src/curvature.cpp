@@ -21,20 +21,39 @@ void check_same_place(const dense_view& a, const dense_view& b, const char* what
 
 }  // namespace
 
-void fill_rademacher(const dense_view& Z, std::uint64_t seed, std::int64_t first_probe,
-                     void* stream) {
+namespace {
+
+// Checks a probe block, then runs the CPU or CUDA fill for its value type.
+template <class Cpu, class Cuda>
+void fill_probes(const dense_view& Z, std::int64_t first_probe, Cpu&& on_cpu, Cuda&& on_cuda) {
     check_dense(Z, "Z");
     if (first_probe < 0) fail(status::invalid_value, "first_probe must be non-negative");
     if (!distinct_elements(Z)) fail(status::invalid_value, "Z has overlapping elements");
     with_value_type(Z.dtype, [&](auto vt) {
         using T = typename decltype(vt)::type;
         if (Z.device == device_kind::cpu) {
-            cpu::fill_rademacher(typed<T>(Z), seed, first_probe);
+            on_cpu(typed<T>(Z));
         } else {
             cuda::device_guard guard(Z.device_id);
-            cuda::fill_rademacher(typed<T>(Z), seed, first_probe, stream);
+            on_cuda(typed<T>(Z));
         }
     });
+}
+
+}  // namespace
+
+void fill_rademacher(const dense_view& Z, std::uint64_t seed, std::int64_t first_probe,
+                     void* stream) {
+    fill_probes(
+        Z, first_probe, [&](auto z) { cpu::fill_rademacher(z, seed, first_probe); },
+        [&](auto z) { cuda::fill_rademacher(z, seed, first_probe, stream); });
+}
+
+void fill_gaussian(const dense_view& Z, std::uint64_t seed, std::int64_t first_probe,
+                   void* stream) {
+    fill_probes(
+        Z, first_probe, [&](auto z) { cpu::fill_gaussian(z, seed, first_probe); },
+        [&](auto z) { cuda::fill_gaussian(z, seed, first_probe, stream); });
 }
 
 void accumulate_probe_products(const dense_view& Z, const dense_view& HZ, const dense_view& mean,

@@ -56,6 +56,9 @@ void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d);
 /// Z(i, c) = Rademacher sign of (row i, probe first_probe + c) for `seed`.
 template <class T>
 void fill_rademacher(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe);
+/// Z(i, c) = standard normal entry (row i, probe first_probe + c) for `seed`.
+template <class T>
+void fill_gaussian(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe);
 /// Greedy colouring of the off-diagonal graph of a square CSR pattern; returns the colour count.
 template <class I>
 std::int64_t greedy_coloring(std::int64_t rows, const I* indptr, const I* indices,
@@ -80,6 +83,10 @@ void csr_diagonal(const csr_ref<T, I>& A, const block_ref<T>& d, void* stream);
 template <class T>
 void fill_rademacher(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe,
                      void* stream);
+/// As cpu::fill_gaussian, on `stream`.
+template <class T>
+void fill_gaussian(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe,
+                   void* stream);
 /// As cpu::accumulate_probe_products, on `stream`.
 template <class T>
 void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,

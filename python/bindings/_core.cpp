@@ -193,6 +193,16 @@ PYBIND11_MODULE(_core, m) {
         py::arg("Z"), py::arg("seed"), py::arg("first_probe"), py::arg("device_id"),
         py::arg("stream"));
     m.def(
+        "fill_gaussian",
+        [](py::handle Z, std::uint64_t seed, std::int64_t first_probe, int device_id,
+           std::uintptr_t stream) {
+            const auto z = view_of(Z, device_id, true);
+            py::gil_scoped_release release;
+            curvkit::fill_gaussian(z, seed, first_probe, reinterpret_cast<void*>(stream));
+        },
+        py::arg("Z"), py::arg("seed"), py::arg("first_probe"), py::arg("device_id"),
+        py::arg("stream"));
+    m.def(
         "accumulate_probe_products",
         [](py::handle Z, py::handle HZ, py::handle mean, py::handle m2, std::int64_t count,
            int device_id, std::uintptr_t stream) {

@@ -86,7 +86,7 @@ def diag_estimate(
     *,
     num_matvecs: Optional[int] = None,
     method: Method = "hutchinson",
-    probes: Literal["rademacher"] = "rademacher",
+    probes: Literal["rademacher", "gaussian"] = "rademacher",
     block: Optional[int] = None,
     seed: int = 0,
     return_stderr: bool = False,
@@ -113,8 +113,12 @@ def diag_estimate(
         pattern of a host CSR ``H``): colour the pattern (see :func:`coloring`) and multiply by
         one indicator vector per colour, so ``n_colors`` products (2 for a 5-point Laplacian)
         give the diagonal exactly; ``num_matvecs`` is not used.
-    probes : {'rademacher'}
-        Probe distribution. Rademacher (±1) probes give the least variance for this estimator.
+    probes : {'rademacher', 'gaussian'}
+        Probe distribution. Rademacher (±1) probes give the least variance. Gaussian probes
+        use the normalised (Bekas) estimator ``sum z * Hz / sum z * z``, which cancels the
+        diagonal's own term; its variance is ``sum_{j != i} H_ij^2 / (num_matvecs - 2)``, and
+        its ``stderr`` is a first-order estimate. (Unnormalised Gaussian probes would add
+        ``2 H_ii^2 / num_matvecs``.)
     block : int, optional
         Probes per product call (default ``min(num_matvecs, 32)``); a CSR ``H`` is read once per
         block.
@@ -143,8 +147,8 @@ def diag_estimate(
     """
     if method not in ("hutchinson", "exact", "probing"):
         raise ValueError(f"method must be 'hutchinson', 'exact' or 'probing', got {method!r}")
-    if probes != "rademacher":
-        raise ValueError(f"probes must be 'rademacher', got {probes!r}")
+    if probes not in ("rademacher", "gaussian"):
+        raise ValueError(f"probes must be 'rademacher' or 'gaussian', got {probes!r}")
     matmat, size, mod, dtype, dev, exact = _probe_target(H, n, xp)
     if method == "exact":
         if exact is None:
@@ -164,25 +168,28 @@ def diag_estimate(
     if stream is not None and mod is not np:
         with _arrays.as_cupy_stream(stream) as s:
             return _hutchinson(matmat, size, mod, dtype, dev, num_matvecs, block, int(seed),
-                               return_stderr, s)
+                               probes == "gaussian", return_stderr, s)
     return _hutchinson(matmat, size, mod, dtype, dev, num_matvecs, block, int(seed),
-                       return_stderr, None)
+                       probes == "gaussian", return_stderr, None)
 
 
 def _hutchinson(matmat: Callable[[Any], Any], size: int, mod: ModuleType, dtype: np.dtype,
-                dev: int, num_matvecs: int, block: int, seed: int, return_stderr: bool,
-                stream: Any) -> Union[Any, tuple[Any, Any]]:
+                dev: int, num_matvecs: int, block: int, seed: int, gaussian: bool,
+                return_stderr: bool, stream: Any) -> Union[Any, tuple[Any, Any]]:
+    fill = _core.fill_gaussian if gaussian else _core.fill_rademacher
     with _arrays.on_device(mod, dev):
         ptr = _arrays.stream_pointer(mod, stream)
         mean = mod.zeros(size, dtype)
         m2 = mod.zeros(size, dtype)
+        if gaussian:  # running mean of z * z: the Bekas denominator
+            norm, norm_m2 = mod.zeros(size, dtype), mod.zeros(size, dtype)
         done = 0
         Z = mod.empty((size, min(block, num_matvecs)), dtype)  # row-major, reused per block
         while done < num_matvecs:
             b = min(block, num_matvecs - done)
             if b != Z.shape[1]:
                 Z = mod.empty((size, b), dtype)
-            _core.fill_rademacher(Z, seed, done, dev, ptr)
+            fill(Z, seed, done, dev, ptr)
             xp_hz, HZ = _arrays.asarray(matmat(Z))
             if xp_hz is not mod:
                 raise TypeError("H returned an array from another library or device than the "
@@ -193,11 +200,14 @@ def _hutchinson(matmat: Callable[[Any], Any], size: int, mod: ModuleType, dtype:
             if HZ.dtype != dtype:
                 HZ = HZ.astype(dtype)
             _core.accumulate_probe_products(Z, HZ, mean, m2, done, dev, ptr)
+            if gaussian:
+                _core.accumulate_probe_products(Z, Z, norm, norm_m2, done, dev, ptr)
             done += b
-        if not return_stderr:
-            return mean
         stderr = mod.sqrt(m2 / (done * (done - 1))) if done > 1 else mod.full(size, np.inf, dtype)
-        return mean, stderr
+        if gaussian:
+            mean /= norm
+            stderr /= norm
+        return (mean, stderr) if return_stderr else mean
 
 
 def _probing(H: Any, pattern: Any, matmat: Callable[[Any], Any], size: int, mod: ModuleType,

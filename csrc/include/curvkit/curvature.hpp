@@ -16,6 +16,12 @@ namespace curvkit {
 CURVKIT_API void fill_rademacher(const dense_view& Z, std::uint64_t seed,
                                  std::int64_t first_probe, void* stream = nullptr);
 
+/// @brief Fills @p Z (n, b) with standard normal probes: Z(i, c) is entry i of probe
+/// first_probe + c of the Gaussian probe sequence of @p seed (Philox + Box-Muller), the same on
+/// CPU and GPU. On CUDA, asynchronous on @p stream.
+CURVKIT_API void fill_gaussian(const dense_view& Z, std::uint64_t seed, std::int64_t first_probe,
+                               void* stream = nullptr);
+
 /// @brief Folds the b samples Z(i, c) HZ(i, c) of each row into a running mean and sum of
 /// squared deviations (Welford/Chan), so per-entry estimates and their variance come from one
 /// pass over each block of probes.

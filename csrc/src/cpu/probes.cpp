@@ -66,6 +66,21 @@ void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<cons
     }
 }
 
+template <class T>
+void fill_gaussian(const block_ref<T>& Z, std::uint64_t seed, idx first_probe) {
+#pragma omp parallel for schedule(static) if (use_threads(Z.rows * Z.cols))
+    for (idx i = 0; i < Z.rows; ++i) {
+        T* row = Z.data + i * Z.row_stride;
+        for (idx c = 0; c < Z.cols;) {  // one Philox call per pair of probes
+            const auto p = static_cast<std::uint64_t>(first_probe + c);
+            double g[2];
+            device::gaussian_pair(seed, static_cast<std::uint64_t>(i), p >> 1, g[0], g[1]);
+            for (unsigned k = static_cast<unsigned>(p & 1u); k < 2 && c < Z.cols; ++k, ++c)
+                row[c * Z.col_stride] = static_cast<T>(g[k]);
+        }
+    }
+}
+
 template <class I>
 idx greedy_coloring(idx rows, const I* indptr, const I* indices, std::int32_t* colors) {
     // seen[c] == i + 1 marks colour c as taken by a neighbour of vertex i; sequential by nature.
@@ -90,6 +105,8 @@ idx greedy_coloring(idx rows, const I* indptr, const I* indices, std::int32_t* c
 
 template idx greedy_coloring(idx, const std::int32_t*, const std::int32_t*, std::int32_t*);
 template idx greedy_coloring(idx, const std::int64_t*, const std::int64_t*, std::int32_t*);
+template void fill_gaussian(const block_ref<float>&, std::uint64_t, idx);
+template void fill_gaussian(const block_ref<double>&, std::uint64_t, idx);
 template void fill_rademacher(const block_ref<float>&, std::uint64_t, idx);
 template void fill_rademacher(const block_ref<double>&, std::uint64_t, idx);
 template void accumulate_probe_products(const block_ref<const float>&,
