@@ -245,3 +245,30 @@ def test_gaussian_bekas_estimate_has_the_predicted_variance():
     np.testing.assert_allclose(big, d, atol=0.1)  # consistent
     d_hat, stderr = diag_estimate(H, num_matvecs=k, probes="gaussian", seed=2, return_stderr=True)
     assert np.all(stderr > 0) and np.all(np.isfinite(stderr))
+
+
+def test_trace_estimators():
+    from curvkit.curvature import trace_estimate
+
+    rng = np.random.default_rng(5)
+    n = 300
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    H = (Q * (np.arange(1, n + 1, dtype=float) ** -2.0)) @ Q.T  # power-law spectrum
+    t = np.trace(H)
+    hutch = [abs(trace_estimate(H, num_matvecs=60, method="hutchinson", seed=s) - t)
+             for s in range(30)]
+    hpp = [abs(trace_estimate(H, num_matvecs=60, method="hutch++", seed=s) - t) for s in range(30)]
+    assert np.mean(hpp) < 0.1 * np.mean(hutch)  # deflation wins on a decaying spectrum
+    # What is left after a 20-dimensional sketch is roughly the spectrum's tail beyond 20:
+    # Hutchinson on it with 20 probes has standard deviation sqrt(2 sum_tail lambda^2 / 20).
+    tail = np.arange(21, n + 1, dtype=float) ** -2.0
+    assert np.mean(hpp) < 2 * np.sqrt(2 * np.sum(tail**2) / 20)
+    S = poisson2d(15)
+    for method in ("hutchinson", "hutch++"):  # CSR and callable H agree for a seed
+        a = trace_estimate(S, num_matvecs=30, method=method, seed=1)
+        b = trace_estimate(lambda V: S @ V, num_matvecs=30, method=method, seed=1, n=225)
+        assert abs(a - b) < 1e-9 * abs(a)
+    with pytest.raises(ValueError, match="method"):
+        trace_estimate(H, num_matvecs=9, method="xtrace")
+    with pytest.raises(ValueError, match=">= 3"):
+        trace_estimate(H, num_matvecs=2)
