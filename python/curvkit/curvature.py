@@ -253,7 +253,8 @@ def trace_estimate(
     if method not in ("hutchinson", "hutch++"):
         raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
     if method == "hutchinson":
-        return float(diag_estimate(H, num_matvecs=num_matvecs, seed=seed, n=n, xp=xp).sum())
+        d = diag_estimate(H, num_matvecs=num_matvecs, seed=seed, n=n, xp=xp)
+        return float(d.sum())  # type: ignore[union-attr]  # a single array without stderr
     if int(num_matvecs) < 3:
         raise ValueError(f"hutch++ needs num_matvecs >= 3, got {num_matvecs!r}")
     matmat, size, mod, dtype, dev, _ = _probe_target(H, n, xp)
