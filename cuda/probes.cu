@@ -1,4 +1,4 @@
-// CUDA probe kernels: Rademacher blocks from Philox and the fused running mean/variance update.
+// CUDA probe kernels: Rademacher and Gaussian blocks from Philox and the fused running mean/variance update.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -17,33 +17,45 @@ using launch::grid_for;
 using launch::thread_count;
 using launch::thread_id;
 
+// The value of probe `probe` in row `row` of each distribution's probe sequence.
+struct rademacher_draw {
+    template <class T>
+    __device__ T operator()(std::uint64_t seed, std::uint64_t row, std::uint64_t probe) const {
+        return device::rademacher<T>(seed, row, probe);
+    }
+};
+
+struct gaussian_draw {  // each element computes its pair of normals and keeps one
+    template <class T>
+    __device__ T operator()(std::uint64_t seed, std::uint64_t row, std::uint64_t probe) const {
+        double g0, g1;
+        device::gaussian_pair(seed, row, probe >> 1, g0, g1);
+        return static_cast<T>((probe & 1u) ? g1 : g0);
+    }
+};
+
 // One thread per element; consecutive threads take consecutive columns of a row, which is
 // the contiguous direction of the row-major blocks the Python layer allocates.
-template <class T>
+template <class T, class Draw>
 __global__ void __launch_bounds__(block_size)
-    rademacher_block(T* __restrict__ z, i64 rows, i64 cols, i64 rs, i64 cs, std::uint64_t seed,
-                     i64 first_probe) {
+    probe_block(T* __restrict__ z, i64 rows, i64 cols, i64 rs, i64 cs, std::uint64_t seed,
+                i64 first_probe, Draw draw) {
     const i64 n = rows * cols;
     for (i64 e = thread_id(); e < n; e += thread_count()) {
         const i64 i = e / cols, c = e - i * cols;
-        z[i * rs + c * cs] = device::rademacher<T>(seed, static_cast<std::uint64_t>(i),
-                                                   static_cast<std::uint64_t>(first_probe + c));
+        z[i * rs + c * cs] = draw.template operator()<T>(
+            seed, static_cast<std::uint64_t>(i), static_cast<std::uint64_t>(first_probe + c));
     }
 }
 
-// One thread per element, as rademacher_block; each computes its pair and keeps one value.
-template <class T>
-__global__ void __launch_bounds__(block_size)
-    gaussian_block(T* __restrict__ z, i64 rows, i64 cols, i64 rs, i64 cs, std::uint64_t seed,
-                   i64 first_probe) {
-    const i64 n = rows * cols;
-    for (i64 e = thread_id(); e < n; e += thread_count()) {
-        const i64 i = e / cols, c = e - i * cols;
-        const auto p = static_cast<std::uint64_t>(first_probe + c);
-        double g0, g1;
-        device::gaussian_pair(seed, static_cast<std::uint64_t>(i), p >> 1, g0, g1);
-        z[i * rs + c * cs] = static_cast<T>((p & 1u) ? g1 : g0);
-    }
+template <class T, class Draw>
+void launch_probe_block(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe,
+                        void* stream, const char* what) {
+    if (Z.rows <= 0 || Z.cols <= 0) return;
+    probe_block<T, Draw><<<grid_for(Z.rows * Z.cols), block_size, 0,
+                           static_cast<cudaStream_t>(stream)>>>(
+        Z.data, Z.rows, Z.cols, Z.row_stride, Z.col_stride, seed, first_probe, Draw{});
+    detail::cuda_check_launch(what);
 }
 
 // One thread per row: the block's mean and squared deviations, then Chan's combination.
@@ -78,21 +90,13 @@ __global__ void __launch_bounds__(block_size)
 template <class T>
 void fill_rademacher(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe,
                      void* stream) {
-    if (Z.rows <= 0 || Z.cols <= 0) return;
-    rademacher_block<T><<<grid_for(Z.rows * Z.cols), block_size, 0,
-                          static_cast<cudaStream_t>(stream)>>>(
-        Z.data, Z.rows, Z.cols, Z.row_stride, Z.col_stride, seed, first_probe);
-    detail::cuda_check_launch("fill_rademacher: launch");
+    launch_probe_block<T, rademacher_draw>(Z, seed, first_probe, stream, "fill_rademacher: launch");
 }
 
 template <class T>
 void fill_gaussian(const block_ref<T>& Z, std::uint64_t seed, std::int64_t first_probe,
                    void* stream) {
-    if (Z.rows <= 0 || Z.cols <= 0) return;
-    gaussian_block<T><<<grid_for(Z.rows * Z.cols), block_size, 0,
-                        static_cast<cudaStream_t>(stream)>>>(
-        Z.data, Z.rows, Z.cols, Z.row_stride, Z.col_stride, seed, first_probe);
-    detail::cuda_check_launch("fill_gaussian: launch");
+    launch_probe_block<T, gaussian_draw>(Z, seed, first_probe, stream, "fill_gaussian: launch");
 }
 
 template <class T>

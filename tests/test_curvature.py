@@ -25,11 +25,12 @@ def test_philox_known_answers():
         assert list(_core._philox4x32_10(ctr, k0, k1)) == want
 
 
-def probes(xp, n, b, seed, first, dtype=np.float64):
+def probes(xp, n, b, seed, first, dtype=np.float64, fill=_core.fill_rademacher):
+    """Probes [first, first + b) of rows 0..n-1, drawn on xp's device, returned on the host."""
     Z = xp.empty((n, b), dtype)
     dev = 0 if xp is np else Z.device.id
     ptr = 0 if xp is np else xp.cuda.get_current_stream().ptr
-    _core.fill_rademacher(Z, seed, first, dev, ptr)
+    fill(Z, seed, first, dev, ptr)
     return to_host(Z)
 
 
@@ -197,11 +198,7 @@ def test_coloring_bad_input():
 
 
 def gaussian_probes(xp, n, b, seed, first, dtype=np.float64):
-    Z = xp.empty((n, b), dtype)
-    dev = 0 if xp is np else Z.device.id
-    ptr = 0 if xp is np else xp.cuda.get_current_stream().ptr
-    _core.fill_gaussian(Z, seed, first, dev, ptr)
-    return to_host(Z)
+    return probes(xp, n, b, seed, first, dtype, fill=_core.fill_gaussian)
 
 
 def test_gaussian_probes_are_standard_normal_and_reproducible(xp):

@@ -182,26 +182,21 @@ PYBIND11_MODULE(_core, m) {
         return out;
     });
 
-    m.def(
-        "fill_rademacher",
-        [](py::handle Z, std::uint64_t seed, std::int64_t first_probe, int device_id,
-           std::uintptr_t stream) {
-            const auto z = view_of(Z, device_id, true);
-            py::gil_scoped_release release;
-            curvkit::fill_rademacher(z, seed, first_probe, reinterpret_cast<void*>(stream));
-        },
-        py::arg("Z"), py::arg("seed"), py::arg("first_probe"), py::arg("device_id"),
-        py::arg("stream"));
-    m.def(
-        "fill_gaussian",
-        [](py::handle Z, std::uint64_t seed, std::int64_t first_probe, int device_id,
-           std::uintptr_t stream) {
-            const auto z = view_of(Z, device_id, true);
-            py::gil_scoped_release release;
-            curvkit::fill_gaussian(z, seed, first_probe, reinterpret_cast<void*>(stream));
-        },
-        py::arg("Z"), py::arg("seed"), py::arg("first_probe"), py::arg("device_id"),
-        py::arg("stream"));
+    // Probe fills share one signature: (Z, seed, first_probe, device_id, stream).
+    auto bind_fill = [&m](const char* name, auto fill) {
+        m.def(
+            name,
+            [fill](py::handle Z, std::uint64_t seed, std::int64_t first_probe, int device_id,
+                   std::uintptr_t stream) {
+                const auto z = view_of(Z, device_id, true);
+                py::gil_scoped_release release;
+                fill(z, seed, first_probe, reinterpret_cast<void*>(stream));
+            },
+            py::arg("Z"), py::arg("seed"), py::arg("first_probe"), py::arg("device_id"),
+            py::arg("stream"));
+    };
+    bind_fill("fill_rademacher", &curvkit::fill_rademacher);
+    bind_fill("fill_gaussian", &curvkit::fill_gaussian);
     m.def(
         "accumulate_probe_products",
         [](py::handle Z, py::handle HZ, py::handle mean, py::handle m2, std::int64_t count,

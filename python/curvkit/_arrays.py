@@ -117,9 +117,12 @@ def check_out(out: Any, xp: ModuleType, shape: tuple[int, ...], dtype: np.dtype,
         raise ValueError(f"out is on GPU {out.device.id}, the inputs on GPU {dev}")
 
 
-def as_cupy_stream(stream: Any) -> Any:
-    """A user's ``stream=`` (CuPy stream or raw cudaStream_t int) as a CuPy stream object, so
-    that the conversions and allocations made for a call are ordered on that stream too."""
+def on_stream(device: bool, stream: Any) -> ContextManager[Any]:
+    """Context in which a call's CuPy work (conversions, allocations) is ordered on the user's
+    ``stream=`` (a CuPy stream or raw cudaStream_t int); it yields that stream as a CuPy stream
+    object, or None (CuPy's current stream) when no stream is given or the data is on the host."""
+    if stream is None or not device:
+        return contextlib.nullcontext(None)
     cp = _cupy()
     if isinstance(stream, int):
         return cp.cuda.ExternalStream(stream)

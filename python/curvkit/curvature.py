@@ -165,12 +165,9 @@ def diag_estimate(
         raise ValueError(f"block must be positive, got {block}")
     if not 0 <= int(seed) < 2**64:
         raise ValueError("seed must be in [0, 2**64)")
-    if stream is not None and mod is not np:
-        with _arrays.as_cupy_stream(stream) as s:
-            return _hutchinson(matmat, size, mod, dtype, dev, num_matvecs, block, int(seed),
-                               probes == "gaussian", return_stderr, s)
-    return _hutchinson(matmat, size, mod, dtype, dev, num_matvecs, block, int(seed),
-                       probes == "gaussian", return_stderr, None)
+    with _arrays.on_stream(mod is not np, stream) as s:
+        return _hutchinson(matmat, size, mod, dtype, dev, num_matvecs, block, int(seed),
+                           probes == "gaussian", return_stderr, s)
 
 
 def _hutchinson(matmat: Callable[[Any], Any], size: int, mod: ModuleType, dtype: np.dtype,

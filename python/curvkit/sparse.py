@@ -170,26 +170,15 @@ class CSRMatrix:
         if self._xp is np:
             handle.check(None, 0)
             return
-        with self._xp.cuda.Device(self._device):
-            if stream is not None:
-                stream = _arrays.as_cupy_stream(stream)
-                with stream:
-                    self._check_on_device(handle, stream)
-            else:
-                self._check_on_device(handle, None)
-
-    def _check_on_device(self, handle: Any, stream: Any) -> None:
-        nbytes = handle.check_workspace_size()
-        workspace = self._xp.empty((nbytes + 3) // 4, dtype=np.int32)
-        handle.check(workspace, _arrays.stream_pointer(self._xp, stream))
+        with self._xp.cuda.Device(self._device), _arrays.on_stream(True, stream) as s:
+            nbytes = handle.check_workspace_size()
+            workspace = self._xp.empty((nbytes + 3) // 4, dtype=np.int32)
+            handle.check(workspace, _arrays.stream_pointer(self._xp, s))
 
     def matmat(self, V: Any, out: Any = None, *, stream: Any = None) -> Any:
         """``H @ V`` for a vector ``(n,)`` or a block ``(n, k)``; see :func:`curvkit.hvp`."""
-        if stream is not None and self._xp is not np:
-            # Run the whole call, conversions and allocation included, on the given stream.
-            with _arrays.as_cupy_stream(stream) as s:
-                return self._matmat(V, out, s)
-        return self._matmat(V, out, None)
+        with _arrays.on_stream(self._xp is not np, stream) as s:
+            return self._matmat(V, out, s)
 
     def _matmat(self, V: Any, out: Any, stream: Any) -> Any:
         xp_v, V = _arrays.asarray(V)
@@ -227,19 +216,12 @@ class CSRMatrix:
         """
         xp = self._xp
         shape = (min(self.shape),)
-        if stream is not None and xp is not np:
-            with _arrays.as_cupy_stream(stream) as s:
-                return self._diagonal(shape, out, s)
-        return self._diagonal(shape, out, None)
-
-    def _diagonal(self, shape: tuple[int], out: Any, stream: Any) -> Any:
-        xp = self._xp
-        with _arrays.on_device(xp, self._device):
+        with _arrays.on_stream(xp is not np, stream) as s, _arrays.on_device(xp, self._device):
             if out is None:
                 out = xp.empty(shape, self.dtype)
             else:
                 _arrays.check_out(out, xp, shape, self.dtype, self._device)
-            self._handle(self.dtype).diagonal(out, _arrays.stream_pointer(xp, stream))
+            self._handle(self.dtype).diagonal(out, _arrays.stream_pointer(xp, s))
         return out
 
     def matvec(self, v: Any) -> Any:
@@ -358,9 +340,7 @@ def hvp(
     To multiply by the same matrix many times, build :class:`CSRMatrix` once: it is checked
     once, and each product then costs only the kernel and a few microseconds of Python.
     """
-    if stream is not None and _arrays.is_device_array(getattr(H, "data", None)):
-        with _arrays.as_cupy_stream(stream):  # the check, too, runs on the caller's stream
-            op = as_operator(H, symmetric=symmetric, check=check)
-    else:
+    # The check, too, runs on the caller's stream.
+    with _arrays.on_stream(_arrays.is_device_array(getattr(H, "data", None)), stream):
         op = as_operator(H, symmetric=symmetric, check=check)
     return op.matmat(v, out, stream=stream)
