@@ -177,14 +177,13 @@ class CSRMatrix:
 
     def matmat(self, V: Any, out: Any = None, *, stream: Any = None) -> Any:
         """``H @ V`` for a vector ``(n,)`` or a block ``(n, k)``; see :func:`curvkit.hvp`."""
-        with _arrays.on_stream(self._xp is not np, stream) as s:
-            return self._matmat(V, out, s)
-
-    def _matmat(self, V: Any, out: Any, stream: Any) -> Any:
         xp_v, V = _arrays.asarray(V)
         xp = _arrays.namespace(self._xp, xp_v)
-        with _arrays.on_device(xp, self._device):
-            return self._matmat_here(xp, V, out, stream)
+        if xp is np:  # the host path needs neither context: keep the per-call cost low
+            return self._matmat_here(np, V, out, None)
+        # Conversions and the allocation run on the given stream and the matrix's GPU too.
+        with _arrays.on_stream(True, stream) as s, _arrays.on_device(xp, self._device):
+            return self._matmat_here(xp, V, out, s)
 
     def _matmat_here(self, xp: ModuleType, V: Any, out: Any, stream: Any) -> Any:
         if V.ndim not in (1, 2):
