@@ -117,6 +117,16 @@ def check_out(out: Any, xp: ModuleType, shape: tuple[int, ...], dtype: np.dtype,
         raise ValueError(f"out is on GPU {out.device.id}, the inputs on GPU {dev}")
 
 
+class _RawStream:
+    """A raw cudaStream_t presented through the CUDA stream protocol."""
+
+    def __init__(self, ptr: int) -> None:
+        self.ptr = ptr
+
+    def __cuda_stream__(self) -> tuple:
+        return (0, self.ptr)
+
+
 def on_stream(device: bool, stream: Any) -> ContextManager[Any]:
     """Context in which a call's CuPy work (conversions, allocations) is ordered on the user's
     ``stream=`` (a CuPy stream or raw cudaStream_t int); it yields that stream as a CuPy stream
@@ -125,6 +135,9 @@ def on_stream(device: bool, stream: Any) -> ContextManager[Any]:
         return contextlib.nullcontext(None)
     cp = _cupy()
     if isinstance(stream, int):
+        from_external = getattr(cp.cuda.Stream, "from_external", None)
+        if from_external is not None:  # CuPy >= 14: ExternalStream is deprecated
+            return from_external(_RawStream(stream))
         return cp.cuda.ExternalStream(stream)
     if not hasattr(stream, "ptr") or not hasattr(stream, "__enter__"):
         raise TypeError("stream must be a cupy.cuda.Stream, a raw cudaStream_t int or None")
