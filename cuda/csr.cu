@@ -9,6 +9,7 @@
 #include "cuda_check.cuh"
 #include "kernels.hpp"
 #include "launch.cuh"
+#include "spmv_vector.cuh"
 
 namespace curvkit::cuda {
 namespace {
@@ -21,29 +22,13 @@ using launch::block_size;
 using launch::grid_for;
 using launch::thread_count;
 using launch::thread_id;
-constexpr unsigned full_mask = 0xffffffffu;
+using rows::full_mask;
+using rows::group_sum;
+using rows::group_width;
+using rows::spmv_vector;
+using rows::store_rows;
 // Columns per lane in one pass of the k > 1 kernels; launches with fewer guarantee k <= W * Cpl.
 constexpr int max_cols_per_lane = 4;
-
-/// Smallest power of two >= n, clamped to [2, 32]: the lanes given to one row.
-int group_width(i64 n) {
-    int g = 2;
-    while (g < 32 && g < n) {
-        g *= 2;
-    }
-    return g;
-}
-
-/// Sum over the G lanes of a group; lane 0 of the group holds the result. Every lane of the
-/// warp must call it (full mask).
-template <int G, class T>
-__device__ __forceinline__ T group_sum(T v) {
-#pragma unroll
-    for (int offset = G / 2; offset > 0; offset /= 2) {
-        v += __shfl_down_sync(full_mask, v, offset, G);
-    }
-    return v;
-}
 
 /// Offset of column c; the contiguous case lets the compiler fold the unrolled columns into
 /// immediate address offsets.
@@ -63,38 +48,6 @@ __global__ void __launch_bounds__(block_size)
         const i64 r = k == 1 ? e : e / k;  // skip the 64-bit division for vectors
         const i64 c = e - r * k;
         y[r * row_stride + c * col_stride] = T(0);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// SpMV, k = 1: "vector CSR". G lanes share a row so that a warp reads 32 consecutive nonzeros
-// even when rows are short; G follows the mean row length.
-
-template <int G, class T, class I>
-__global__ void __launch_bounds__(block_size)
-    spmv_vector(i64 rows, const I* __restrict__ indptr, const I* __restrict__ indices,
-                const T* __restrict__ values, const T* __restrict__ x, i64 x_stride,
-                T* __restrict__ y, i64 y_stride) {
-    constexpr int groups_per_warp = 32 / G;
-    const int lane = static_cast<int>(threadIdx.x % G);
-    const int group_in_warp = static_cast<int>((threadIdx.x % 32) / G);
-    const i64 first = thread_id() / 32 * groups_per_warp;
-    const i64 step = thread_count() / 32 * groups_per_warp;
-    // The loop runs over the warp's first row, not the group's, so that all 32 lanes reach the
-    // full-mask shuffles even on a last pass that only partly covers the warp.
-    for (i64 base = first; base < rows; base += step) {
-        const i64 row = base + group_in_warp;
-        T sum = T(0);
-        if (row < rows) {
-            const i64 end = indptr[row + 1];
-            for (i64 p = static_cast<i64>(indptr[row]) + lane; p < end; p += G) {
-                sum += values[p] * x[static_cast<i64>(indices[p]) * x_stride];
-            }
-        }
-        sum = group_sum<G>(sum);
-        if (lane == 0 && row < rows) {
-            y[row * y_stride] = sum;  // empty rows write 0 here
-        }
     }
 }
 
@@ -287,7 +240,8 @@ void launch_vector(const csr_ref<T, I>& A, const block_ref<const T>& x, const bl
         cuda_check_launch("csr_matmul: symv_vector launch");
     } else {
         spmv_vector<G, T, I><<<grid, block_size, 0, stream>>>(
-            A.rows, A.indptr, A.indices, A.values, x.data, x.row_stride, y.data, y.row_stride);
+            A.rows, A.indptr, A.indices, A.values, x.data, x.row_stride,
+            store_rows<T>{y.data, y.row_stride});
         cuda_check_launch("csr_matmul: spmv_vector launch");
     }
 }

@@ -43,6 +43,39 @@ int csr_check(std::int64_t, std::int64_t, std::int64_t, const I*, const I*, tria
     no_cuda();
 }
 
+template <class T>
+void cg_start(std::int64_t, const T*, const T*, T*, T*, const T*, bool, double, double,
+              const cg_state&, void*) {
+    no_cuda();
+}
+template <class T, class I>
+void cg_product_dot(const csr_ref<T, I>&, const T*, T*, const cg_state&, void*) {
+    no_cuda();
+}
+template <class T>
+void cg_dot_pq(std::int64_t, const T*, const T*, const cg_state&, void*) {
+    no_cuda();
+}
+template <class T>
+void cg_update_xr(std::int64_t, T*, T*, const T*, const T*, const T*, bool, std::int64_t,
+                  const cg_state&, void*) {
+    no_cuda();
+}
+template <class T>
+void cg_dot_rz(std::int64_t, const T*, const T*, bool, const cg_state&, void*) {
+    no_cuda();
+}
+template <class T>
+void cg_update_p(std::int64_t, T*, const T*, const T*, const cg_state&, void*) {
+    no_cuda();
+}
+template <class T>
+void cg_finish(std::int64_t, const T*, const T*, T*, const cg_state&, void*) {
+    no_cuda();
+}
+void cg_reset(const cg_state&, void*) { no_cuda(); }
+void copy_to_host(void*, const void*, std::size_t, void*) { no_cuda(); }
+
 device_guard::device_guard(int) { no_cuda(); }
 device_guard::~device_guard() = default;
 
@@ -78,5 +111,22 @@ template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int3
                        const std::int32_t*, triangle, void*, void*);
 template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int64_t*,
                        const std::int64_t*, triangle, void*, void*);
+
+#define CURVKIT_CG_STUBS(T)                                                                      \
+    template void cg_start(std::int64_t, const T*, const T*, T*, T*, const T*, bool, double,    \
+                           double, const cg_state&, void*);                                       \
+    template void cg_product_dot(const csr_ref<T, std::int32_t>&, const T*, T*, const cg_state&, \
+                                 void*);                                                          \
+    template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, T*, const cg_state&, \
+                                 void*);                                                          \
+    template void cg_dot_pq(std::int64_t, const T*, const T*, const cg_state&, void*);            \
+    template void cg_update_xr(std::int64_t, T*, T*, const T*, const T*, const T*, bool,         \
+                               std::int64_t, const cg_state&, void*);                             \
+    template void cg_dot_rz(std::int64_t, const T*, const T*, bool, const cg_state&, void*);      \
+    template void cg_update_p(std::int64_t, T*, const T*, const T*, const cg_state&, void*);      \
+    template void cg_finish(std::int64_t, const T*, const T*, T*, const cg_state&, void*);
+CURVKIT_CG_STUBS(float)
+CURVKIT_CG_STUBS(double)
+#undef CURVKIT_CG_STUBS
 
 }  // namespace curvkit::cuda

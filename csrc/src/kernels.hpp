@@ -42,6 +42,28 @@ enum csr_defect : int {
     csr_wrong_triangle = 5,  ///< an entry outside the stored triangle
 };
 
+/// Per-column scalars of a CG solve and the scratch of its reductions, in the workspace (device
+/// memory for CUDA). The block from rr to ring is contiguous so that one copy brings every
+/// flag and norm the host needs back at once.
+struct cg_state {
+    std::int64_t k = 0;
+    double* rr = nullptr;          ///< ||r||^2
+    double* tol = nullptr;         ///< max(atol, rtol ||b||)
+    double* true_rr = nullptr;     ///< ||b - A x||^2 after the last iteration
+    std::int64_t* iterations = nullptr;
+    std::int32_t* status = nullptr;  ///< cg_step::active, converged, breakdown, zero_rhs
+    double* ring = nullptr;        ///< ring_rows x k residual norms, row = iteration % ring_rows
+    std::int64_t ring_rows = 0;
+    double* rz = nullptr;          ///< r^T M^-1 r
+    double* alpha = nullptr;
+    double* beta = nullptr;
+    double* partials = nullptr;    ///< CUDA: per-block partial sums, cg_max_blocks x k x 3
+    unsigned* counters = nullptr;  ///< CUDA: finished blocks of the running reduction
+};
+
+/// Blocks of the CUDA reduction kernels at most: partials need this many rows.
+constexpr std::int64_t cg_max_blocks = 2048;
+
 namespace cpu {
 /// y = A x (full or triangle storage).
 template <class T, class I>
@@ -69,6 +91,33 @@ template <class T>
 void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,
                                const block_ref<T>& mean, const block_ref<T>& m2,
                                std::int64_t count);
+
+/// CG kernels (k = cols of the n x k row-major blocks). Each fuses a pass over the vectors with
+/// the column sums the next step needs, then applies the scalar step of cg_steps.hpp per column.
+/// r = b - ax, p = 0, starts each column (tolerance, first residual, r^T M^-1 r if has_rz).
+template <class T>
+void cg_start(std::int64_t n, const T* b, const T* ax, T* r, T* p, const T* inv_diag, bool has_rz,
+              double rtol, double atol, const cg_state& s);
+/// q = A p and p^T q (k = 1, full storage), then alpha.
+template <class T, class I>
+void cg_product_dot(const csr_ref<T, I>& A, const T* p, T* q, const cg_state& s);
+/// p^T q per column, then alpha.
+template <class T>
+void cg_dot_pq(std::int64_t n, const T* p, const T* q, const cg_state& s);
+/// x += alpha p, r -= alpha q with ||r||^2 (and r^T M^-1 r if has_rz), then the convergence test
+/// and beta.
+template <class T>
+void cg_update_xr(std::int64_t n, T* x, T* r, const T* p, const T* q, const T* inv_diag,
+                  bool has_rz, std::int64_t iteration, const cg_state& s);
+/// r^T z per column (z = M r from a callback), then beta (0 on the first step).
+template <class T>
+void cg_dot_rz(std::int64_t n, const T* r, const T* z, bool first, const cg_state& s);
+/// p = z + beta p with z = inv_diag * src (or src).
+template <class T>
+void cg_update_p(std::int64_t n, T* p, const T* src, const T* inv_diag, const cg_state& s);
+/// ||b - ax||^2 per column; columns with b = 0 get x = 0.
+template <class T>
+void cg_finish(std::int64_t n, const T* b, const T* ax, T* x, const cg_state& s);
 }  // namespace cpu
 
 namespace cuda {
@@ -92,6 +141,38 @@ template <class T>
 void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,
                                const block_ref<T>& mean, const block_ref<T>& m2,
                                std::int64_t count, void* stream);
+
+/// CG kernels (k = cols of the n x k row-major blocks). Each fuses a pass over the vectors with
+/// the column sums the next step needs, then applies the scalar step of cg_steps.hpp per column.
+/// r = b - ax, p = 0, starts each column (tolerance, first residual, r^T M^-1 r if has_rz).
+template <class T>
+void cg_start(std::int64_t n, const T* b, const T* ax, T* r, T* p, const T* inv_diag, bool has_rz,
+              double rtol, double atol, const cg_state& s, void* stream);
+/// q = A p and p^T q (k = 1, full storage), then alpha.
+template <class T, class I>
+void cg_product_dot(const csr_ref<T, I>& A, const T* p, T* q, const cg_state& s, void* stream);
+/// p^T q per column, then alpha.
+template <class T>
+void cg_dot_pq(std::int64_t n, const T* p, const T* q, const cg_state& s, void* stream);
+/// x += alpha p, r -= alpha q with ||r||^2 (and r^T M^-1 r if has_rz), then the convergence test
+/// and beta.
+template <class T>
+void cg_update_xr(std::int64_t n, T* x, T* r, const T* p, const T* q, const T* inv_diag,
+                  bool has_rz, std::int64_t iteration, const cg_state& s, void* stream);
+/// r^T z per column (z = M r from a callback), then beta (0 on the first step).
+template <class T>
+void cg_dot_rz(std::int64_t n, const T* r, const T* z, bool first, const cg_state& s, void* stream);
+/// p = z + beta p with z = inv_diag * src (or src).
+template <class T>
+void cg_update_p(std::int64_t n, T* p, const T* src, const T* inv_diag, const cg_state& s, void* stream);
+/// ||b - ax||^2 per column; columns with b = 0 get x = 0.
+template <class T>
+void cg_finish(std::int64_t n, const T* b, const T* ax, T* x, const cg_state& s, void* stream);
+/// Zeroes the reduction counters of a CG workspace.
+void cg_reset(const cg_state& s, void* stream);
+/// Copies `bytes` from the device to the host on `stream` and waits for that stream.
+void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream);
+
 /// Bytes of device scratch the check needs.
 std::size_t csr_check_workspace_size() noexcept;
 /// Runs the check on `stream`, synchronises that stream and returns a csr_defect code.

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "curvkit/curvkit.hpp"
 #include "curvkit/device/philox.hpp"
@@ -133,6 +134,8 @@ public:
         return py::make_tuple(colors, count);
     }
 
+    const curvkit::csr_view& view() const { return view_; }
+
     std::size_t check_workspace_size() const { return curvkit::csr_check_workspace_size(view_); }
 
     void check(py::object workspace, std::uintptr_t stream) const {
@@ -151,6 +154,83 @@ private:
     py::object indptr_, indices_, values_;
     curvkit::csr_view view_;
 };
+
+// Python callables behind the C++ CG hooks. They run on the solving thread, which holds no GIL
+// while the loop runs; a Python exception unwinds through the loop to the caller.
+struct cg_python_hooks {
+    py::object apply, precondition, iteration_done;
+
+    static void call_apply(void* self, int which) {
+        py::gil_scoped_acquire gil;
+        static_cast<cg_python_hooks*>(self)->apply(which);
+    }
+    static void call_precondition(void* self) {
+        py::gil_scoped_acquire gil;
+        static_cast<cg_python_hooks*>(self)->precondition();
+    }
+    static void call_iteration_done(void* self, std::int64_t iteration) {
+        py::gil_scoped_acquire gil;
+        static_cast<cg_python_hooks*>(self)->iteration_done(iteration);
+    }
+};
+
+curvkit::cg_options cg_options_of(double rtol, double atol, std::int64_t maxiter,
+                                  std::int64_t check_every) {
+    curvkit::cg_options o;
+    o.rtol = rtol;
+    o.atol = atol;
+    o.maxiter = maxiter;
+    o.check_every = check_every;
+    return o;
+}
+
+// Solves with CG; returns ([(iterations, residual, true residual, tolerance, reason)] per
+// column, history as a (rows, k) float64 array or None).
+py::tuple cg_solve(py::object matrix, py::handle b, py::handle x, py::handle r, py::handle p,
+                   py::handle q, py::object z, py::object inv_diag, double rtol, double atol,
+                   std::int64_t maxiter, std::int64_t check_every, py::handle workspace,
+                   py::object apply, py::object precondition, py::object iteration_done,
+                   bool want_history, int device_id, std::uintptr_t stream) {
+    curvkit::cg_blocks blocks;
+    blocks.b = view_of(b, device_id, false);
+    blocks.x = view_of(x, device_id, true);
+    blocks.r = view_of(r, device_id, true);
+    blocks.p = view_of(p, device_id, true);
+    blocks.q = view_of(q, device_id, true);
+    if (!z.is_none()) blocks.z = view_of(z, device_id, true);
+    if (!inv_diag.is_none()) blocks.inv_diag = view_of(inv_diag, device_id, false);
+    const auto ws = view_of(workspace, device_id, true);
+    const curvkit::csr_view* A = matrix.is_none() ? nullptr : &matrix.cast<const csr_handle&>().view();
+    cg_python_hooks hooks{apply, precondition, iteration_done};
+    curvkit::cg_callbacks cb;
+    cb.user = &hooks;
+    if (!apply.is_none()) cb.apply = &cg_python_hooks::call_apply;
+    if (!precondition.is_none()) cb.precondition = &cg_python_hooks::call_precondition;
+    if (!iteration_done.is_none()) cb.iteration_done = &cg_python_hooks::call_iteration_done;
+    const auto options = cg_options_of(rtol, atol, maxiter, check_every);
+    const std::int64_t k = blocks.b.cols;
+    std::vector<curvkit::cg_column_report> reports(static_cast<std::size_t>(k));
+    std::vector<double> history;
+    {
+        py::gil_scoped_release release;
+        curvkit::cg_solve(A, blocks, options, cb, ws.data,
+                          static_cast<std::size_t>(ws.rows * ws.cols) * curvkit::size_of(ws.dtype),
+                          reports.data(), want_history ? &history : nullptr,
+                          reinterpret_cast<void*>(stream));
+    }
+    py::list columns;
+    for (const auto& rep : reports)
+        columns.append(py::make_tuple(rep.iterations, rep.residual_norm, rep.true_residual_norm,
+                                      rep.tolerance, static_cast<int>(rep.reason)));
+    py::object hist = py::none();
+    if (want_history) {
+        const auto rows = static_cast<py::ssize_t>(k > 0 ? history.size() / k : 0);
+        py::array_t<double> h({rows, static_cast<py::ssize_t>(k)});
+        std::copy(history.begin(), history.end(), h.mutable_data());
+        hist = h;
+    }
+    return py::make_tuple(columns, hist);
+}
 
 }  // namespace
 
@@ -216,6 +296,19 @@ PYBIND11_MODULE(_core, m) {
             return std::array<std::uint32_t, 4>{r.v[0], r.v[1], r.v[2], r.v[3]};
         },
         "Philox4x32-10 of one counter (exposed for known-answer tests).");
+
+    m.def(
+        "cg_workspace_size",
+        [](bool gpu, std::int64_t n, std::int64_t k, std::int64_t check_every) {
+            return curvkit::cg_workspace_size(gpu ? device_kind::cuda : device_kind::cpu, n, k,
+                                              cg_options_of(0, 0, -1, check_every));
+        },
+        py::arg("gpu"), py::arg("n"), py::arg("k"), py::arg("check_every"));
+    m.def("cg_solve", &cg_solve, py::arg("matrix"), py::arg("b"), py::arg("x"), py::arg("r"),
+          py::arg("p"), py::arg("q"), py::arg("z"), py::arg("inv_diag"), py::arg("rtol"),
+          py::arg("atol"), py::arg("maxiter"), py::arg("check_every"), py::arg("workspace"),
+          py::arg("apply"), py::arg("precondition"), py::arg("iteration_done"),
+          py::arg("want_history"), py::arg("device_id"), py::arg("stream"));
 
     py::class_<csr_handle>(m, "CsrHandle")
         .def(py::init<py::object, py::object, py::object, std::int64_t, std::int64_t, int, int>(),

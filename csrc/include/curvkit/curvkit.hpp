@@ -2,6 +2,7 @@
 #pragma once
 
 #include "curvkit/curvature.hpp"
+#include "curvkit/linalg.hpp"
 #include "curvkit/runtime.hpp"
 #include "curvkit/sparse.hpp"
 #include "curvkit/types.hpp"

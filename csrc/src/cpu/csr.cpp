@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/partition.hpp"
 #include "cpu/threads.hpp"
 #include "kernels.hpp"
 
@@ -23,33 +24,6 @@ constexpr idx chunk = 16;
 
 // Entries ahead whose x rows the block product prefetches.
 constexpr idx prefetch_distance = 8;
-
-// Rows [first, last) for thread t of nt, balanced by entries + rows so that skewed row
-// lengths do not leave one thread with most of the work.
-template <class I>
-std::pair<idx, idx> row_range(const I* indptr, idx rows, int t, int nt) {
-    const idx base = indptr[0];
-    const idx total = (static_cast<idx>(indptr[rows]) - base) + rows;
-    auto split = [&](int s) -> idx {
-        if (s <= 0) return 0;
-        if (s >= nt) return rows;
-        const idx target = total / nt * s + total % nt * s / nt;
-        idx lo = 0, hi = rows;
-        while (lo < hi) {  // first row whose prefix work reaches the target
-            const idx mid = lo + (hi - lo) / 2;
-            if (static_cast<idx>(indptr[mid]) - base + mid < target) lo = mid + 1;
-            else hi = mid;
-        }
-        return lo;
-    };
-    return {split(t), split(t + 1)};
-}
-
-template <class F>
-void for_each_thread(idx work, F&& body) {
-#pragma omp parallel if (use_threads(work))
-    body(omp_get_thread_num(), omp_get_num_threads());
-}
 
 // ---- full storage ---------------------------------------------------------------------------
 

@@ -34,3 +34,77 @@ def spmv_floor_bytes(A, k: int = 1) -> float:
     index = A.indices.dtype.itemsize
     n_rows, n_cols = A.shape
     return A.nnz * (value + index) + (n_rows + 1) * index + (n_cols + n_rows) * k * value
+
+
+def poisson3d(m: int, dtype=np.float64):
+    """7-point Laplacian on an m x m x m grid (n = m³, SPD), SciPy CSR, int32 indices."""
+    import scipy.sparse as sp
+
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m), format="csr")
+    eye = sp.identity(m, format="csr")
+    A = (sp.kron(sp.kron(t, eye), eye) + sp.kron(sp.kron(eye, t), eye)
+         + sp.kron(sp.kron(eye, eye), t)).tocsr().astype(dtype)
+    A.sort_indices()
+    return A
+
+
+def graph_laplacian(n: int, per_row: int, seed: int = 0, dtype=np.float64):
+    """Laplacian of a random graph with positive edge weights, plus the identity (SPD); about
+    ``2 * per_row + 1`` entries per row."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n, dtype=np.int64), per_row)
+    cols = rng.integers(0, n, size=n * per_row)
+    w = rng.uniform(0.1, 1.0, size=n * per_row)
+    W = sp.coo_matrix((w, (rows, cols)), shape=(n, n)).tocsr()
+    W = W + W.T
+    W.setdiag(0)
+    W.eliminate_zeros()
+    degree = np.asarray(W.sum(axis=1)).ravel()
+    A = (sp.diags(degree + 1.0) - W).tocsr().astype(dtype)
+    A.sort_indices()
+    return A
+
+
+def sinkhorn_block(n: int, m: int, per_row: int, seed: int = 0, dtype=np.float64):
+    """[[diag(P 1), P], [P^T, diag(P^T 1)]] + 1e-3 I for a sparse positive P (n x m): the shape
+    of a sparsified Sinkhorn-Newton Hessian, whose diagonal varies widely between rows."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n), per_row)
+    cols = rng.integers(0, m, size=n * per_row)
+    vals = np.exp(rng.uniform(-6.0, 0.0, size=n * per_row))
+    P = sp.csr_matrix((vals, (rows, cols)), shape=(n, m))
+    r = np.asarray(P.sum(axis=1)).ravel()
+    c = np.asarray(P.sum(axis=0)).ravel()
+    H = sp.bmat([[sp.diags(r), P], [P.T, sp.diags(c)]]).tocsr()
+    A = (H + 1e-3 * sp.identity(n + m)).tocsr().astype(dtype)
+    A.sort_indices()
+    return A
+
+
+def scaled_poisson2d(m: int, spread: float = 3.0, seed: int = 0, dtype=np.float64):
+    """D A D for the 2D Laplacian A and a random positive diagonal D spanning e^±spread: badly
+    conditioned, but Jacobi undoes the scaling."""
+    import scipy.sparse as sp
+
+    A = poisson2d(m, np.float64)
+    d = np.exp(np.random.default_rng(seed).uniform(-spread, spread, A.shape[0]))
+    D = sp.diags(d)
+    B = (D @ A @ D).tocsr().astype(dtype)
+    B.sort_indices()
+    return B
+
+
+def cg_floor_bytes(A, jacobi: bool = False) -> float:
+    """Bytes one fused CG iteration moves at least: 12 nnz + 92 n in float64 with int32
+    indices, plus the inverse diagonal read twice with Jacobi (16 n)."""
+    # product: p read, q written (2 vectors); update_xr: x, r, p, q read, x, r written (6);
+    # update_p: r, p read, p written (3): 11 vectors = 88 n bytes in float64, + 4 n of indptr.
+    value = A.data.dtype.itemsize
+    n = A.shape[0]
+    vectors = 11 * n * value + (2 * n * value if jacobi else 0)
+    index = A.indices.dtype.itemsize
+    return A.nnz * (value + index) + (n + 1) * index + vectors
