@@ -252,13 +252,32 @@ def test_gpu_matches_cpu_and_mixing_is_refused():
     for check_every in (1, 7, None):
         gpu = cg_solve(to_device(cp, A), cp.asarray(b), rtol=1e-9, M="jacobi",
                        check_every=check_every)
-        assert gpu.iterations == cpu.iterations
-        np.testing.assert_allclose(gpu.x.get(), cpu.x, rtol=1e-8, atol=1e-11)
-        np.testing.assert_allclose(gpu.history, cpu.history, rtol=1e-6)
+        # Sums are taken in another order than on the CPU: the same iteration up to rounding.
+        assert abs(gpu.iterations - cpu.iterations) <= 1
+        np.testing.assert_allclose(gpu.x.get(), cpu.x, rtol=1e-7, atol=1e-10)
+        m = min(len(gpu.history), len(cpu.history))
+        np.testing.assert_allclose(gpu.history[:m], cpu.history[:m], rtol=1e-5)
     with pytest.raises(TypeError, match="mix"):
         cg_solve(to_device(cp, A), b)
     with pytest.raises(TypeError, match="mix"):
         cg_solve(A, cp.asarray(b))
+
+
+@pytest.mark.gpu
+def test_gpu_reproducible_and_callbacks():
+    import cupy as cp
+
+    A = to_device(cp, graph_laplacian(30000, 4, seed=23))
+    b = cp.asarray(rhs(30000, seed=24))
+    one, two = cg_solve(A, b, rtol=1e-10), cg_solve(A, b, rtol=1e-10)
+    assert one.iterations == two.iterations
+    cp.testing.assert_array_equal(one.x, two.x)  # fixed-order reductions
+    seen = []
+    res = cg_solve(lambda v: A @ v, b, rtol=1e-8, M=lambda r: r / 9.0,
+                   callback=lambda xk: seen.append(type(xk)))
+    assert res.converged and len(seen) == res.iterations and seen[0] is cp.ndarray
+    ref = cg_solve(A, b, rtol=1e-8, M=cp.full(30000, 1 / 9.0))
+    assert abs(res.iterations - ref.iterations) <= 1
 
 
 @pytest.mark.gpu
@@ -270,5 +289,5 @@ def test_gpu_block_and_stream():
     s = cp.cuda.Stream(non_blocking=True)
     res = cg_solve(to_device(cp, A), cp.asarray(B), rtol=1e-7, stream=s)
     cpu = cg_solve(A, B, rtol=1e-7)
-    np.testing.assert_array_equal(res.iterations, cpu.iterations)
+    assert np.abs(res.iterations - cpu.iterations).max() <= 1
     np.testing.assert_allclose(res.x.get(), cpu.x, rtol=1e-6, atol=1e-9)
