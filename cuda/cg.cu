@@ -166,17 +166,32 @@ __global__ void __launch_bounds__(block_size)
     });
 }
 
-/// Epilogue of the fused q = A p: stores q and accumulates p^T q, then alpha.
+/// Ops of CG's fused step: the next direction p' = M r + beta p, evaluated for every gathered
+/// j (the same expression as its own row's, so bitwise the value stored there), q = A p', and
+/// p'^T q, then alpha. Saves update_p's pass and launch; p and p' are distinct buffers.
 template <class T>
-struct store_and_dot {
-    T* q;
-    const T* p;
+struct next_direction_product {
+    const T* __restrict__ r;
+    const T* __restrict__ inv_diag;
+    const T* __restrict__ p;
+    T* __restrict__ p_next;
+    T* __restrict__ q;
     cg_state s;
+    T beta;
     double dot;
     __device__ __forceinline__ bool skip() const { return s.status[0] != cg_step::active; }
+    __device__ __forceinline__ void prepare() {
+        beta = static_cast<T>(s.beta[0]);
+        dot = 0.0;
+    }
+    __device__ __forceinline__ T load(i64 j) const {
+        return (inv_diag != nullptr ? inv_diag[j] * r[j] : r[j]) + beta * p[j];
+    }
     __device__ __forceinline__ void store(i64 row, T v) {
+        const T next = load(row);
+        p_next[row] = next;
         q[row] = v;
-        dot += static_cast<double>(p[row]) * static_cast<double>(v);
+        dot += static_cast<double>(next) * static_cast<double>(v);
     }
     __device__ __forceinline__ void finish() {
         const double acc[1] = {dot};
@@ -288,11 +303,11 @@ dim3 grid_of(i64 n, const columns& c) {
 }
 
 template <int G, class T, class I>
-void launch_product_dot(const csr_ref<T, I>& A, const T* p, T* q, const cg_state& s,
+void launch_product_dot(const csr_ref<T, I>& A, const next_direction_product<T>& ops,
                         cudaStream_t stream) {
     const unsigned grid = reduction_blocks(A.rows, block_size / G);
-    rows::spmv_vector<G, T, I><<<grid, block_size, 0, stream>>>(
-        A.rows, A.indptr, A.indices, A.values, p, 1, store_and_dot<T>{q, p, s, 0.0});
+    rows::spmv_vector<G, T, I><<<grid, block_size, 0, stream>>>(A.rows, A.indptr, A.indices,
+                                                                A.values, ops);
     cuda_check_launch("cg: product_dot launch");
 }
 
@@ -308,14 +323,17 @@ void cg_start(i64 n, const T* b, const T* ax, T* r, T* p, const T* inv_diag, boo
 }
 
 template <class T, class I>
-void cg_product_dot(const csr_ref<T, I>& A, const T* p, T* q, const cg_state& s, void* stream) {
+void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const T* p, T* p_next,
+                    T* q, const cg_state& s, void* stream) {
     const auto st = as_stream(stream);
-    switch (rows::group_width((A.nnz + A.rows - 1) / std::max<i64>(A.rows, 1))) {
-        case 2: launch_product_dot<2>(A, p, q, s, st); break;
-        case 4: launch_product_dot<4>(A, p, q, s, st); break;
-        case 8: launch_product_dot<8>(A, p, q, s, st); break;
-        case 16: launch_product_dot<16>(A, p, q, s, st); break;
-        default: launch_product_dot<32>(A, p, q, s, st); break;
+    const next_direction_product<T> ops{r, inv_diag, p, p_next, q, s, T(0), 0.0};
+    switch (rows::vector_group_width((A.nnz + A.rows - 1) / std::max<i64>(A.rows, 1))) {
+        case 1: launch_product_dot<1>(A, ops, st); break;
+        case 2: launch_product_dot<2>(A, ops, st); break;
+        case 4: launch_product_dot<4>(A, ops, st); break;
+        case 8: launch_product_dot<8>(A, ops, st); break;
+        case 16: launch_product_dot<16>(A, ops, st); break;
+        default: launch_product_dot<32>(A, ops, st); break;
     }
 }
 
@@ -357,9 +375,8 @@ void cg_finish(i64 n, const T* b, const T* ax, T* x, const cg_state& s, void* st
     cuda_check_launch("cg: finish launch");
 }
 
-void cg_reset(const cg_state& s, void* stream) {
-    const std::size_t bytes = columns_for(s.k).tiles * sizeof(unsigned);
-    cuda_check(cudaMemsetAsync(s.counters, 0, bytes, as_stream(stream)), "cg: cudaMemsetAsync");
+void zero_bytes(void* data, std::size_t bytes, void* stream) {
+    cuda_check(cudaMemsetAsync(data, 0, bytes, as_stream(stream)), "cudaMemsetAsync");
 }
 
 void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream) {
@@ -371,10 +388,10 @@ void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream) {
 #define CURVKIT_CG_CUDA(T)                                                                       \
     template void cg_start(i64, const T*, const T*, T*, T*, const T*, bool, double, double,      \
                            const cg_state&, void*);                                               \
-    template void cg_product_dot(const csr_ref<T, std::int32_t>&, const T*, T*, const cg_state&, \
-                                 void*);                                                          \
-    template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, T*, const cg_state&, \
-                                 void*);                                                          \
+    template void cg_product_dot(const csr_ref<T, std::int32_t>&, const T*, const T*, const T*,  \
+                                 T*, T*, const cg_state&, void*);                                 \
+    template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, const T*, const T*,  \
+                                 T*, T*, const cg_state&, void*);                                 \
     template void cg_dot_pq(i64, const T*, const T*, const cg_state&, void*);                     \
     template void cg_update_xr(i64, T*, T*, const T*, const T*, const T*, bool, i64,             \
                                const cg_state&, void*);                                           \

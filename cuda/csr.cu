@@ -26,7 +26,7 @@ using rows::full_mask;
 using rows::group_sum;
 using rows::group_width;
 using rows::spmv_vector;
-using rows::store_rows;
+using rows::strided_product;
 // Columns per lane in one pass of the k > 1 kernels; launches with fewer guarantee k <= W * Cpl.
 constexpr int max_cols_per_lane = 4;
 
@@ -240,8 +240,8 @@ void launch_vector(const csr_ref<T, I>& A, const block_ref<const T>& x, const bl
         cuda_check_launch("csr_matmul: symv_vector launch");
     } else {
         spmv_vector<G, T, I><<<grid, block_size, 0, stream>>>(
-            A.rows, A.indptr, A.indices, A.values, x.data, x.row_stride,
-            store_rows<T>{y.data, y.row_stride});
+            A.rows, A.indptr, A.indices, A.values,
+            strided_product<T>{x.data, x.row_stride, y.data, y.row_stride});
         cuda_check_launch("csr_matmul: spmv_vector launch");
     }
 }
@@ -390,7 +390,9 @@ void csr_matmul(const csr_ref<T, I>& A, const block_ref<const T>& x, const block
         return;
     }
     if (k == 1) {
-        switch (group_width((A.nnz + rows - 1) / rows)) {
+        const i64 mean = (A.nnz + rows - 1) / rows;
+        switch (symmetric ? group_width(mean) : rows::vector_group_width(mean)) {
+            case 1: launch_vector<1>(A, x, y, symmetric, s); break;
             case 2: launch_vector<2>(A, x, y, symmetric, s); break;
             case 4: launch_vector<4>(A, x, y, symmetric, s); break;
             case 8: launch_vector<8>(A, x, y, symmetric, s); break;

@@ -26,6 +26,17 @@ inline int group_width(i64 n) {
     return g;
 }
 
+/// Lanes per row for the vector SpMV from the mean row length. Short rows get one thread each:
+/// a warp then has 32 rows' loads in flight instead of 32 / G, and the kernel is bound by load
+/// latency, not lanes (the rows' entries still arrive through L1 as whole lines). Longer rows
+/// share G lanes with about four entries each.
+inline int vector_group_width(i64 mean_row_length) {
+    if (mean_row_length <= 8) {
+        return 1;
+    }
+    return group_width((mean_row_length + 3) / 4);
+}
+
 /// Sum over the G lanes of a group; lane 0 of the group holds the result. Every lane of the
 /// warp must call it (full mask).
 template <int G, class T>
@@ -39,16 +50,18 @@ __device__ __forceinline__ T group_sum(T v) {
 
 // ---------------------------------------------------------------------------------------------
 // SpMV, k = 1: "vector CSR". G lanes share a row so that a warp reads 32 consecutive nonzeros
-// even when rows are short; G follows the mean row length. Out receives each row's result
-// (store) and may reduce over the block at the end (finish), as CG's fused product-and-dot does.
+// even when rows are short; G follows the mean row length. Ops says what x_j is (load), where
+// each row's result goes (store), and may reduce over the block at the end (finish), as CG's
+// fused product-and-dot does.
 
-template <int G, class T, class I, class Out>
+template <int G, class T, class I, class Ops>
 __global__ void __launch_bounds__(block_size)
     spmv_vector(i64 rows, const I* __restrict__ indptr, const I* __restrict__ indices,
-                const T* __restrict__ values, const T* __restrict__ x, i64 x_stride, Out out) {
-    if (out.skip()) {
+                const T* __restrict__ values, Ops ops) {
+    if (ops.skip()) {
         return;  // grid-uniform
     }
+    ops.prepare();
     constexpr int groups_per_warp = 32 / G;
     const int lane = static_cast<int>(threadIdx.x % G);
     const int group_in_warp = static_cast<int>((threadIdx.x % 32) / G);
@@ -62,24 +75,28 @@ __global__ void __launch_bounds__(block_size)
         if (row < rows) {
             const i64 end = indptr[row + 1];
             for (i64 p = static_cast<i64>(indptr[row]) + lane; p < end; p += G) {
-                sum += values[p] * x[static_cast<i64>(indices[p]) * x_stride];
+                sum += values[p] * ops.load(static_cast<i64>(indices[p]));
             }
         }
         sum = group_sum<G>(sum);
         if (lane == 0 && row < rows) {
-            out.store(row, sum);  // empty rows store 0
+            ops.store(row, sum);  // empty rows store 0
         }
     }
-    out.finish();  // every thread of the block
+    ops.finish();  // every thread of the block
 }
 
-/// Epilogue of a plain product: y[row * stride] = value.
+/// Ops of a plain product y = A x with strided vectors.
 template <class T>
-struct store_rows {
-    T* y;
-    i64 stride;
+struct strided_product {
+    const T* __restrict__ x;
+    i64 x_stride;
+    T* __restrict__ y;
+    i64 y_stride;
     __device__ __forceinline__ bool skip() const { return false; }
-    __device__ __forceinline__ void store(i64 row, T v) { y[row * stride] = v; }
+    __device__ __forceinline__ void prepare() {}
+    __device__ __forceinline__ T load(i64 j) const { return x[j * x_stride]; }
+    __device__ __forceinline__ void store(i64 row, T v) { y[row * y_stride] = v; }
     __device__ __forceinline__ void finish() {}
 };
 

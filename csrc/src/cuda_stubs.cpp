@@ -49,7 +49,8 @@ void cg_start(std::int64_t, const T*, const T*, T*, T*, const T*, bool, double, 
     no_cuda();
 }
 template <class T, class I>
-void cg_product_dot(const csr_ref<T, I>&, const T*, T*, const cg_state&, void*) {
+void cg_product_dot(const csr_ref<T, I>&, const T*, const T*, const T*, T*, T*, const cg_state&,
+                    void*) {
     no_cuda();
 }
 template <class T>
@@ -73,7 +74,7 @@ template <class T>
 void cg_finish(std::int64_t, const T*, const T*, T*, const cg_state&, void*) {
     no_cuda();
 }
-void cg_reset(const cg_state&, void*) { no_cuda(); }
+void zero_bytes(void*, std::size_t, void*) { no_cuda(); }
 void copy_to_host(void*, const void*, std::size_t, void*) { no_cuda(); }
 
 device_guard::device_guard(int) { no_cuda(); }
@@ -115,10 +116,10 @@ template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int6
 #define CURVKIT_CG_STUBS(T)                                                                      \
     template void cg_start(std::int64_t, const T*, const T*, T*, T*, const T*, bool, double,    \
                            double, const cg_state&, void*);                                       \
-    template void cg_product_dot(const csr_ref<T, std::int32_t>&, const T*, T*, const cg_state&, \
-                                 void*);                                                          \
-    template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, T*, const cg_state&, \
-                                 void*);                                                          \
+    template void cg_product_dot(const csr_ref<T, std::int32_t>&, const T*, const T*, const T*,  \
+                                 T*, T*, const cg_state&, void*);                                 \
+    template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, const T*, const T*,  \
+                                 T*, T*, const cg_state&, void*);                                 \
     template void cg_dot_pq(std::int64_t, const T*, const T*, const cg_state&, void*);            \
     template void cg_update_xr(std::int64_t, T*, T*, const T*, const T*, const T*, bool,         \
                                std::int64_t, const cg_state&, void*);                             \

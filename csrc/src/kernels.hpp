@@ -98,9 +98,11 @@ void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<cons
 template <class T>
 void cg_start(std::int64_t n, const T* b, const T* ax, T* r, T* p, const T* inv_diag, bool has_rz,
               double rtol, double atol, const cg_state& s);
-/// q = A p and p^T q (k = 1, full storage), then alpha.
+/// p_next = M r + beta p (M = diag(inv_diag), or I when null), q = A p_next and p_next^T q
+/// (k = 1, full storage), then alpha.
 template <class T, class I>
-void cg_product_dot(const csr_ref<T, I>& A, const T* p, T* q, const cg_state& s);
+void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const T* p, T* p_next,
+                    T* q, const cg_state& s);
 /// p^T q per column, then alpha.
 template <class T>
 void cg_dot_pq(std::int64_t n, const T* p, const T* q, const cg_state& s);
@@ -148,9 +150,11 @@ void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<cons
 template <class T>
 void cg_start(std::int64_t n, const T* b, const T* ax, T* r, T* p, const T* inv_diag, bool has_rz,
               double rtol, double atol, const cg_state& s, void* stream);
-/// q = A p and p^T q (k = 1, full storage), then alpha.
+/// p_next = M r + beta p (M = diag(inv_diag), or I when null), q = A p_next and p_next^T q
+/// (k = 1, full storage), then alpha.
 template <class T, class I>
-void cg_product_dot(const csr_ref<T, I>& A, const T* p, T* q, const cg_state& s, void* stream);
+void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const T* p, T* p_next,
+                    T* q, const cg_state& s, void* stream);
 /// p^T q per column, then alpha.
 template <class T>
 void cg_dot_pq(std::int64_t n, const T* p, const T* q, const cg_state& s, void* stream);
@@ -168,8 +172,8 @@ void cg_update_p(std::int64_t n, T* p, const T* src, const T* inv_diag, const cg
 /// ||b - ax||^2 per column; columns with b = 0 get x = 0.
 template <class T>
 void cg_finish(std::int64_t n, const T* b, const T* ax, T* x, const cg_state& s, void* stream);
-/// Zeroes the reduction counters of a CG workspace.
-void cg_reset(const cg_state& s, void* stream);
+/// Zeroes `bytes` of device memory on `stream`.
+void zero_bytes(void* data, std::size_t bytes, void* stream);
 /// Copies `bytes` from the device to the host on `stream` and waits for that stream.
 void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream);
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -36,9 +37,10 @@ struct layout {
     std::size_t head = 0, total = 0;
     std::size_t rr = 0, tol = 0, true_rr = 0, iterations = 0, status = 0, ring = 0;
     std::size_t rz = 0, alpha = 0, beta = 0, counters = 0, partials = 0;
+    std::size_t direction = 0;  // second buffer for p (k = 1): the fused step writes p' beside p
 };
 
-layout layout_for(device_kind device, i64 k, i64 ring_rows) {
+layout layout_for(device_kind device, i64 n, i64 k, i64 ring_rows) {
     layout L;
     std::size_t at = 0;
     const auto ku = static_cast<std::size_t>(k);
@@ -60,6 +62,7 @@ layout layout_for(device_kind device, i64 k, i64 ring_rows) {
         take(L.counters, (ku + 1) * sizeof(unsigned));
         take(L.partials, static_cast<std::size_t>(cg_max_blocks) * ku * 3 * 8);
     }
+    if (k == 1) take(L.direction, static_cast<std::size_t>(n) * 8);
     L.total = at;
     return L;
 }
@@ -129,11 +132,11 @@ struct kernels {
     }
 };
 
-// The operator as the loop sees it: apply(0) is q = A p, apply(1) is q = A x; product_dot, when
-// set, is the fused q = A p with p^T q.
+// The operator as the loop sees it: apply(0) is q = A p, apply(1) is q = A x; next_product,
+// when set, is the fused step p' = M r + beta p, q = A p', p'^T q (a CSR matrix, k = 1).
 struct operator_hooks {
     std::function<void(int)> apply;
-    std::function<void()> product_dot;
+    std::function<void(const void* p, void* p_next)> next_product;
 };
 
 // The CG loop, written once.
@@ -157,6 +160,9 @@ void run(const kernels<T>& K, const operator_hooks& A, const cg_blocks& v, const
     const bool callback_m = cb.precondition != nullptr;
     const T* d = callback_m ? nullptr : static_cast<const T*>(v.inv_diag.data);
     const bool has_rz = !callback_m;  // r^T M^-1 r comes with the residual pass
+    const bool fused = A.next_product && !callback_m;
+    T* p_cur = p;  // the fused step alternates p between the caller's block and the workspace
+    T* p_alt = reinterpret_cast<T*>(static_cast<char*>(workspace) + L.direction);
 
     if (history) history->clear();
     i64 recorded = -1;  // last iteration whose residual norms are in `history`
@@ -175,29 +181,34 @@ void run(const kernels<T>& K, const operator_hooks& A, const cg_blocks& v, const
         return any_active;
     };
 
-    if (K.gpu()) cuda::cg_reset(s, K.stream);
+    if (K.gpu()) {  // counters start at zero; the head is defined before its first read
+        cuda::zero_bytes(workspace, L.head, K.stream);
+        cuda::zero_bytes(static_cast<char*>(workspace) + L.counters,
+                         static_cast<std::size_t>(k + 1) * sizeof(unsigned), K.stream);
+    }
     A.apply(1);
     K.start(n, b, q, r, p, d, has_rz, o.rtol, o.atol, s);
     if (callback_m) {
         cb.precondition(cb.user);
         K.dot_rz(n, r, z, true, s);
     }
-    K.update_p(n, p, callback_m ? z : r, d, s);
+    if (!fused) K.update_p(n, p, callback_m ? z : r, d, s);  // the fused step starts from p = 0
     i64 done = 0;
     bool running = check(0);
     while (running && done < maxiter) {
-        if (A.product_dot) {
-            A.product_dot();
+        if (fused) {
+            A.next_product(p_cur, p_alt);
+            std::swap(p_cur, p_alt);
         } else {
             A.apply(0);
             K.dot_pq(n, p, q, s);
         }
-        K.update_xr(n, x, r, p, q, d, has_rz, done, s);
+        K.update_xr(n, x, r, p_cur, q, d, has_rz, done, s);
         if (callback_m) {
             cb.precondition(cb.user);
             K.dot_rz(n, r, z, false, s);
         }
-        K.update_p(n, p, callback_m ? z : r, d, s);
+        if (!fused) K.update_p(n, p, callback_m ? z : r, d, s);
         ++done;
         if (cb.iteration_done) cb.iteration_done(cb.user, done);
         if (done % check_every == 0 || done == maxiter || cb.iteration_done) running = check(done);
@@ -300,8 +311,7 @@ void check_options(const cg_options& o) {
 
 std::size_t cg_workspace_size(device_kind device, std::int64_t n, std::int64_t k,
                               const cg_options& options) {
-    (void)n;
-    return layout_for(device, k, ring_rows_for(device, options)).total;
+    return layout_for(device, n, k, ring_rows_for(device, options)).total;
 }
 
 void cg_solve(const csr_view* A, const cg_blocks& v, const cg_options& o, const cg_callbacks& cb,
@@ -311,7 +321,7 @@ void cg_solve(const csr_view* A, const cg_blocks& v, const cg_options& o, const 
     check_blocks(A, v, cb);
     const i64 n = v.b.rows, k = v.b.cols;
     const device_kind dev = v.b.device;
-    const layout L = layout_for(dev, k, ring_rows_for(dev, o));
+    const layout L = layout_for(dev, n, k, ring_rows_for(dev, o));
     if (workspace == nullptr || bytes < L.total)
         fail(status::invalid_value, "cg_solve needs cg_workspace_size() = " +
                                         std::to_string(L.total) + " bytes of workspace");
@@ -353,9 +363,13 @@ void cg_solve(const csr_view* A, const cg_blocks& v, const cg_options& o, const 
             };
             if (k == 1 && A->storage == triangle::full) {
                 const cg_state s = carve(workspace, L, k, ring_rows_for(dev, o));
-                hooks.product_dot = [&, s] {
-                    if (dev == device_kind::cuda) cuda::cg_product_dot(a, p, q, s, stream);
-                    else cpu::cg_product_dot(a, p, q, s);
+                const T* r = static_cast<const T*>(v.r.data);
+                const T* d = static_cast<const T*>(v.inv_diag.data);
+                hooks.next_product = [&, s, r, d](const void* cur, void* next) {
+                    const auto* pc = static_cast<const T*>(cur);
+                    auto* pn = static_cast<T*>(next);
+                    if (dev == device_kind::cuda) cuda::cg_product_dot(a, r, d, pc, pn, q, s, stream);
+                    else cpu::cg_product_dot(a, r, d, pc, pn, q, s);
                 };
             }
             go();

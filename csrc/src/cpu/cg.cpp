@@ -63,31 +63,42 @@ void cg_start(idx n, const T* b, const T* ax, T* r, T* p, const T* inv_diag, boo
 }
 
 template <class T, class I>
-void cg_product_dot(const csr_ref<T, I>& A, const T* p, T* q, const cg_state& s) {
+void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const T* p, T* p_next,
+                    T* q, const cg_state& s) {
     if (!is_active(s, 0)) return;
     const idx n = A.rows;
+    const T beta = static_cast<T>(s.beta[0]);
     const int max_threads = use_threads(A.nnz + n) ? omp_get_max_threads() : 1;
     std::vector<double> per_thread(static_cast<std::size_t>(max_threads), 0.0);
     int used = 1;
     const I* __restrict__ indptr = A.indptr;
     const I* __restrict__ indices = A.indices;
     const T* __restrict__ values = A.values;
+    // The next direction of every gathered j is evaluated on the spot, by the same expression
+    // that stores it for row j: bitwise the stored value, without a separate pass over p.
+    auto run = [&](auto direction) {
 #pragma omp parallel num_threads(max_threads) if (max_threads > 1)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single
-        used = nt;
-        const auto [first, last] = row_range(indptr, n, t, nt);
-        double dot = 0;
-        for (idx i = first; i < last; ++i) {
-            T acc = 0;
-            const idx end = indptr[i + 1];
-            for (idx e = indptr[i]; e < end; ++e) acc += values[e] * p[static_cast<idx>(indices[e])];
-            q[i] = acc;
-            dot += static_cast<double>(p[i]) * static_cast<double>(acc);
+            used = nt;
+            const auto [first, last] = row_range(indptr, n, t, nt);
+            double dot = 0;
+            for (idx i = first; i < last; ++i) {
+                T acc = 0;
+                const idx end = indptr[i + 1];
+                for (idx e = indptr[i]; e < end; ++e)
+                    acc += values[e] * direction(static_cast<idx>(indices[e]));
+                const T next = direction(i);
+                p_next[i] = next;
+                q[i] = acc;
+                dot += static_cast<double>(next) * static_cast<double>(acc);
+            }
+            per_thread[t] = dot;
         }
-        per_thread[t] = dot;
-    }
+    };
+    if (inv_diag) run([&](idx j) { return inv_diag[j] * r[j] + beta * p[j]; });
+    else run([&](idx j) { return r[j] + beta * p[j]; });
     double pq = 0;
     for (int t = 0; t < used; ++t) pq += per_thread[t];
     cg_step::took_pq(s, 0, pq);
@@ -211,8 +222,10 @@ void cg_finish(idx n, const T* b, const T* ax, T* x, const cg_state& s) {
 #define CURVKIT_CG_CPU(T)                                                                        \
     template void cg_start(idx, const T*, const T*, T*, T*, const T*, bool, double, double,      \
                            const cg_state&);                                                      \
-    template void cg_product_dot(const csr_ref<T, std::int32_t>&, const T*, T*, const cg_state&); \
-    template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, T*, const cg_state&); \
+    template void cg_product_dot(const csr_ref<T, std::int32_t>&, const T*, const T*, const T*,  \
+                                 T*, T*, const cg_state&);                                        \
+    template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, const T*, const T*,  \
+                                 T*, T*, const cg_state&);                                        \
     template void cg_dot_pq(idx, const T*, const T*, const cg_state&);                            \
     template void cg_update_xr(idx, T*, T*, const T*, const T*, const T*, bool, idx,             \
                                const cg_state&);                                                  \
