@@ -235,6 +235,17 @@ def _csr(A) -> _Csr:
                 device_id=0)  # fmt: skip
 
 
+class _CgOptions(ctypes.Structure):
+    _fields_ = [("rtol", ctypes.c_double), ("atol", ctypes.c_double),
+                ("maxiter", ctypes.c_int64), ("check_every", ctypes.c_int64)]
+
+
+class _CgReport(ctypes.Structure):
+    _fields_ = [("iterations", ctypes.c_int64), ("residual_norm", ctypes.c_double),
+                ("true_residual_norm", ctypes.c_double), ("tolerance", ctypes.c_double),
+                ("reason", ctypes.c_int32)]
+
+
 @pytest.fixture(scope="module")
 def c_api():
     lib = ctypes.CDLL(curvkit.get_library())
@@ -246,6 +257,15 @@ def c_api():
         ctypes.POINTER(_Csr), ctypes.POINTER(_Dense), ctypes.c_void_p
     ]
     lib.curvkit_csr_diagonal.restype = ctypes.c_int
+    lib.curvkit_cg_workspace_size.argtypes = [
+        ctypes.c_int32, ctypes.c_int64, ctypes.c_int64, ctypes.POINTER(_CgOptions)
+    ]
+    lib.curvkit_cg_workspace_size.restype = ctypes.c_size_t
+    lib.curvkit_cg_solve.argtypes = [ctypes.POINTER(_Csr)] + [ctypes.POINTER(_Dense)] * 6 + [
+        ctypes.POINTER(_CgOptions), ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(_CgReport),
+        ctypes.c_void_p,
+    ]
+    lib.curvkit_cg_solve.restype = ctypes.c_int
     lib.curvkit_last_error.argtypes = []
     lib.curvkit_last_error.restype = ctypes.c_char_p
     lib.curvkit_version.argtypes = []
@@ -283,3 +303,29 @@ def test_c_api_csr_diagonal(c_api, problem):
     d_short = np.empty(min(A.shape) - 1)
     assert c_api.curvkit_csr_diagonal(_csr(A), _dense(d_short), None) == CURVKIT_INVALID_VALUE
     assert b"min(rows, cols)" in c_api.curvkit_last_error()
+
+
+def test_c_api_cg_solve(c_api):
+    from curvkit.benchmarks.problems import poisson2d
+
+    A = poisson2d(20)
+    n = A.shape[0]
+    b = np.random.default_rng(5).standard_normal(n)
+    x, r, p, q = np.zeros(n), np.empty(n), np.empty(n), np.empty(n)
+    inv = 1 / A.diagonal()
+    opts = _CgOptions(rtol=1e-10, atol=0.0, maxiter=-1, check_every=0)
+    nbytes = c_api.curvkit_cg_workspace_size(0, n, 1, ctypes.byref(opts))
+    ws = np.empty(nbytes // 8 + 1)
+    report = _CgReport()
+    status = c_api.curvkit_cg_solve(_csr(A), _dense(b), _dense(x), _dense(r), _dense(p),
+                                    _dense(q), _dense(inv), ctypes.byref(opts), ws.ctypes.data,
+                                    ws.nbytes, ctypes.byref(report), None)
+    assert status == CURVKIT_OK, c_api.curvkit_last_error()
+    assert report.reason == 1 and report.iterations > 0
+    np.testing.assert_allclose(x, np.linalg.solve(A.toarray(), b), rtol=1e-8, atol=1e-10)
+    assert report.true_residual_norm <= 1.01e-10 * np.linalg.norm(b)
+    # Too little workspace is a status code, not a crash.
+    status = c_api.curvkit_cg_solve(_csr(A), _dense(b), _dense(x), _dense(r), _dense(p),
+                                    _dense(q), None, ctypes.byref(opts), ws.ctypes.data, 8,
+                                    ctypes.byref(report), None)
+    assert status == CURVKIT_INVALID_VALUE and b"workspace" in c_api.curvkit_last_error()

@@ -3,7 +3,9 @@
 
 #include <exception>
 #include <string>
+#include <vector>
 
+#include "curvkit/linalg.hpp"
 #include "curvkit/runtime.hpp"
 #include "curvkit/sparse.hpp"
 
@@ -39,6 +41,17 @@ curvkit::csr_view to_view(const curvkit_csr& c) {
     v.device = static_cast<curvkit::device_kind>(c.device);
     v.device_id = c.device_id;
     return v;
+}
+
+curvkit::cg_options to_options(const curvkit_cg_options* o) {
+    curvkit::cg_options out;
+    if (o) {
+        out.rtol = o->rtol;
+        out.atol = o->atol;
+        out.maxiter = o->maxiter;
+        out.check_every = o->check_every;
+    }
+    return out;
 }
 
 template <class F>
@@ -82,6 +95,40 @@ int curvkit_csr_check(const curvkit_csr* A, void* workspace, size_t bytes, void*
     return guarded([&] {
         if (!A) throw curvkit::error(curvkit::status::invalid_value, "null argument");
         curvkit::csr_check(to_view(*A), workspace, bytes, stream);
+    });
+}
+
+size_t curvkit_cg_workspace_size(int32_t device, int64_t n, int64_t k,
+                                 const curvkit_cg_options* options) {
+    return curvkit::cg_workspace_size(static_cast<curvkit::device_kind>(device), n, k,
+                                      to_options(options));
+}
+
+int curvkit_cg_solve(const curvkit_csr* A, const curvkit_dense* b, const curvkit_dense* x,
+                     const curvkit_dense* r, const curvkit_dense* p, const curvkit_dense* q,
+                     const curvkit_dense* inv_diag, const curvkit_cg_options* options,
+                     void* workspace, size_t bytes, curvkit_cg_report* reports, void* stream) {
+    return guarded([&] {
+        if (!A || !b || !x || !r || !p || !q || !reports)
+            throw curvkit::error(curvkit::status::invalid_value, "null argument");
+        curvkit::cg_blocks blocks;
+        blocks.b = to_view(*b);
+        blocks.x = to_view(*x);
+        blocks.r = to_view(*r);
+        blocks.p = to_view(*p);
+        blocks.q = to_view(*q);
+        if (inv_diag) blocks.inv_diag = to_view(*inv_diag);
+        const curvkit::csr_view a = to_view(*A);
+        std::vector<curvkit::cg_column_report> out(static_cast<std::size_t>(b->cols));
+        curvkit::cg_solve(&a, blocks, to_options(options), curvkit::cg_callbacks{}, workspace,
+                          bytes, out.data(), nullptr, stream);
+        for (std::size_t j = 0; j < out.size(); ++j) {
+            reports[j].iterations = out[j].iterations;
+            reports[j].residual_norm = out[j].residual_norm;
+            reports[j].true_residual_norm = out[j].true_residual_norm;
+            reports[j].tolerance = out[j].tolerance;
+            reports[j].reason = static_cast<int32_t>(out[j].reason);
+        }
     });
 }
 

@@ -56,6 +56,34 @@ CURVKIT_API int curvkit_csr_diagonal(const curvkit_csr* A, const curvkit_dense* 
 CURVKIT_API int curvkit_csr_check(const curvkit_csr* A, void* workspace, size_t bytes,
                                   void* stream);
 
+/** CG settings and per-column outcome; see curvkit::cg_options and curvkit::cg_column_report.
+ *  reason: 1 converged, 2 maxiter, 3 breakdown. */
+typedef struct curvkit_cg_options {
+    double rtol, atol;
+    int64_t maxiter;     /* -1: 10 n */
+    int64_t check_every; /* 0: automatic */
+} curvkit_cg_options;
+
+typedef struct curvkit_cg_report {
+    int64_t iterations;
+    double residual_norm, true_residual_norm, tolerance;
+    int32_t reason;
+} curvkit_cg_report;
+
+/** Bytes of workspace cg_solve needs (device: 0 CPU, 1 CUDA). */
+CURVKIT_API size_t curvkit_cg_workspace_size(int32_t device, int64_t n, int64_t k,
+                                             const curvkit_cg_options* options);
+
+/** Solves A X = B by CG for a CSR matrix; x holds x0 on entry. r, p, q are work blocks shaped
+ *  like b; inv_diag (n,) or NULL is the Jacobi preconditioner; reports has k entries. See
+ *  curvkit::cg_solve. */
+CURVKIT_API int curvkit_cg_solve(const curvkit_csr* A, const curvkit_dense* b,
+                                 const curvkit_dense* x, const curvkit_dense* r,
+                                 const curvkit_dense* p, const curvkit_dense* q,
+                                 const curvkit_dense* inv_diag,
+                                 const curvkit_cg_options* options, void* workspace,
+                                 size_t bytes, curvkit_cg_report* reports, void* stream);
+
 /** Message of the last failure on this thread ("" after success). */
 CURVKIT_API const char* curvkit_last_error(void);
 
