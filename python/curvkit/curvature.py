@@ -277,9 +277,19 @@ class _Sketch:
     def left_out_directions(self) -> Any:
         """``S``: column ``i`` is the unit vector of ``range(R)`` orthogonal to every column of
         ``R`` but the ``i``-th, so that ``Q (I - s_i s_i^T) Q^T`` projects onto the range of
-        ``Y`` without its ``i``-th column."""
+        ``Y`` without its ``i``-th column.
+
+        These are the normalised columns of ``R^-T = U diag(1 / sigma) V^T``. Singular values
+        are floored at ``eps * sigma_max`` instead of being dropped: when ``Y`` is rank
+        deficient (``H`` of rank below ``s``), ``s_i`` must then point along the directions
+        ``Y`` does not reach, which only the largest weights ``1 / sigma`` give.
+        """
         mod = self.c.mod
-        S = mod.linalg.pinv(self.R).T
+        U, sigma, Vt = mod.linalg.svd(self.R)
+        tiny = np.finfo(self.c.dtype).tiny
+        floor = mod.maximum(sigma[:1] * np.finfo(self.c.dtype).eps, tiny)
+        kept = mod.maximum(sigma, floor)
+        S = (U * (kept[-1:] / kept)) @ Vt  # scaled by sigma_min: weights in (0, 1]
         norms = mod.linalg.norm(S, axis=0)
         return S / mod.where(norms > 0, norms, 1)
 
@@ -361,8 +371,15 @@ def _auto(c: _Context, budget: int, block: int, target: Target) -> tuple[Any, An
     sk.grow(s0)
     run = _Running(c)
     run.add(sk.Om, sk.Y)  # the pilot's probes are Hutchinson probes 0 .. s0 - 1
-    _, se_x = _mean_and_stderr(c, _xdiag_values(sk))
-    if c.rms(se_x) < c.rms(run.stderr()) / np.sqrt(2.0):
+    d_x, se_x = _mean_and_stderr(c, _xdiag_values(sk))
+    se_h = run.stderr()
+    deflate = c.rms(se_x) < c.rms(se_h) / np.sqrt(2.0)
+    if target is not None:  # the pilot alone may be enough
+        if deflate and _reached(c, d_x, se_x, target):
+            return d_x, se_x, True, "xdiag"
+        if not deflate and _reached(c, run.mean, se_h, target):
+            return run.mean, se_h, True, "hutchinson"
+    if deflate:
         return (*_xdiag(c, budget, block, target, sk), "xdiag")
     return (*_hutchinson(c, budget, block, False, target, run), "hutchinson")
 
@@ -480,7 +497,7 @@ def diag_estimate(
     -----
     All the n-sized work runs in the array library of ``H`` (NumPy, or CuPy on the GPU); the
     deflated methods' small dense algebra (QR of an ``n x s`` block, an ``s x s``
-    pseudo-inverse) goes through ``xp.linalg``.
+    SVD) goes through ``xp.linalg``.
 
     When deflation helps: Hutchinson's error is set by all the off-diagonal mass of ``H``; the
     deflated methods' by the off-diagonal mass of what their sketch misses. When ``H`` has a
