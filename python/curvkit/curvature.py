@@ -503,11 +503,11 @@ def diag_estimate(
     deflated methods' by the off-diagonal mass of what their sketch misses. When ``H`` has a
     few large eigenvalues, or a decaying (power-law) spectrum, a sketch of ``s`` columns
     captures most of that mass and the error falls much faster than ``1 / sqrt(num_matvecs)``
-    (XDiag about 2,000x below Hutchinson on ``Q diag(i^-2) Q^T``, n = 2000, 512 products).
+    (XDiag about 2,500x below Hutchinson on ``Q diag(i^-2) Q^T``, n = 2000, 512 products).
     When it hurts: on a diagonally dominant ``H``, or one with a flat spectrum (a sparse
     Laplacian, a random sparse matrix), no low-rank part holds the off-diagonal mass; the
     sketch then spends half (XDiag) or two thirds (Diag++) of the products for little, and the
-    error is 1.5-3x Hutchinson's. Rule: use Hutchinson for sparse, diagonally dominant or
+    error is 1.5-2x Hutchinson's. Rule: use Hutchinson for sparse, diagonally dominant or
     flat-spectrum ``H``, XDiag when a few directions dominate (Hessians of trained networks
     often do), ``'probing'`` when the sparsity pattern is known, or ``'auto'`` to decide from
     a pilot.
