@@ -31,7 +31,7 @@ def test_xdiag_beats_hutchinson_by_100x_on_a_power_law_spectrum():
     H = PowerLawOperator(2000, seed=0)  # an operator with matmat and shape
     d = H.diagonal()
     errs = {m: np.mean([rel_err(diag_estimate(H, num_matvecs=512, method=m, seed=s), d)
-                        for s in range(3)])
+                        for s in range(2)])
             for m in ("hutchinson", "xdiag", "diag++")}
     assert errs["xdiag"] * 100 <= errs["hutchinson"], errs
     assert errs["diag++"] * 10 <= errs["hutchinson"], errs
