@@ -327,3 +327,14 @@ def test_gpu_deflation_keeps_products_on_the_device():
     assert isinstance(d, cp.ndarray) and set(seen) == {cp.ndarray}
     with pytest.raises(TypeError, match="another library"):
         diag_estimate(lambda V: cp.asnumpy(H @ V), num_matvecs=8, method="xdiag", n=300, xp=cp)
+
+
+def test_xdiag_rows_in_slabs_agree_with_one_pass(monkeypatch):
+    from curvkit import curvature
+
+    H = power_law(300, seed=18)
+    whole = diag_estimate(H, num_matvecs=40, method="xdiag", return_stderr=True)
+    monkeypatch.setattr(curvature, "_ROWS_ENTRIES", 7 * 20)  # slabs of 7 rows, a short last one
+    slabs = diag_estimate(H, num_matvecs=40, method="xdiag", return_stderr=True)
+    for a, b in zip(whole, slabs):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)

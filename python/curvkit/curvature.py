@@ -294,26 +294,36 @@ class _Sketch:
         return S / mod.where(norms > 0, norms, 1)
 
 
-def _xdiag_values(sk: _Sketch) -> Any:
-    """The ``s`` exchangeable estimates of ``diag(H)``, as the columns of an (n, s) array.
+_ROWS_ENTRIES = 1 << 22  # entries of each (rows, s) temporary when XDiag's rows are combined
 
-    Estimate ``i`` deflates ``H`` by the projector ``P_i`` onto the range of ``H Om`` without
-    probe ``i``: ``diag(H P_i) + om_i * (H (I - P_i) om_i)``. Since ``P_i`` does not depend on
-    ``om_i``, each is unbiased, for any square ``H``; only products with ``H`` are used.
+
+def _xdiag_estimate(sk: _Sketch) -> tuple[Any, Any]:
+    """XDiag's estimate of ``diag(H)`` and its per-entry standard error.
+
+    The ``s`` exchangeable estimates: estimate ``i`` deflates ``H`` by the projector ``P_i``
+    onto the range of ``H Om`` without probe ``i``, ``diag(H P_i) + om_i * (H (I - P_i)
+    om_i)``. Since ``P_i`` does not depend on ``om_i``, each is unbiased, for any square ``H``,
+    and only products with ``H`` are used. The estimate is their mean, the standard error
+    their standard deviation over ``sqrt(s)``. Every term is row-local, so the (n, s) values
+    are formed a slab of rows at a time, which bounds the temporaries' memory.
     """
-    mod = sk.c.mod
+    mod, n, s = sk.c.mod, sk.c.size, sk.s
     S = sk.left_out_directions()
-    QS, ZS = sk.Q @ S, sk.Z @ S
     W = sk.Q.T @ sk.Om
     c = mod.sum(S * W, axis=0)  # s_i^T Q^T om_i
-    base = mod.sum(sk.Z * sk.Q, axis=1)  # diag(H Q Q^T)
-    return base[:, None] - ZS * QS + sk.Om * (sk.Y - sk.Z @ W + ZS * c)
-
-
-def _mean_and_stderr(c: _Context, vals: Any) -> tuple[Any, Any]:
-    s = vals.shape[1]
-    d = vals.mean(axis=1)
-    se = c.mod.sqrt(c.mod.sum((vals - d[:, None]) ** 2, axis=1) / (s * (s - 1)))
+    d = mod.empty(n, sk.c.dtype)
+    se = mod.empty(n, sk.c.dtype)
+    step = max(1, _ROWS_ENTRIES // max(s, 1))
+    for r in range(0, n, step):
+        rows = slice(r, r + step)
+        Q, Z, Om = sk.Q[rows], sk.Z[rows], sk.Om[rows]
+        ZS = Z @ S
+        vals = (Om * (sk.Y[rows] - Z @ W + ZS * c) - ZS * (Q @ S)
+                + mod.sum(Z * Q, axis=1)[:, None])  # diag(H Q Q^T) in the last term
+        mean = vals.mean(axis=1)
+        vals -= mean[:, None]
+        d[rows] = mean
+        se[rows] = mod.sqrt(mod.sum(vals * vals, axis=1) / (s * (s - 1)))
     return d, se
 
 
@@ -327,7 +337,7 @@ def _xdiag(c: _Context, budget: int, block: int, target: Target,
     while True:
         if sk.s < s_max:
             sk.grow(min(s_max - sk.s, step if sk.s else max(step, _MIN_CHECK // 2)))
-        d, se = _mean_and_stderr(c, _xdiag_values(sk))
+        d, se = _xdiag_estimate(sk)
         if target is None:
             return d, se, None
         if _reached(c, d, se, target):
@@ -371,7 +381,7 @@ def _auto(c: _Context, budget: int, block: int, target: Target) -> tuple[Any, An
     sk.grow(s0)
     run = _Running(c)
     run.add(sk.Om, sk.Y)  # the pilot's probes are Hutchinson probes 0 .. s0 - 1
-    d_x, se_x = _mean_and_stderr(c, _xdiag_values(sk))
+    d_x, se_x = _xdiag_estimate(sk)
     se_h = run.stderr()
     deflate = c.rms(se_x) < c.rms(se_h) / np.sqrt(2.0)
     if target is not None:  # the pilot alone may be enough
