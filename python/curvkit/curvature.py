@@ -522,8 +522,10 @@ def diag_estimate(
     often do), ``'probing'`` when the sparsity pattern is known, or ``'auto'`` to decide from
     a pilot.
 
-    All methods are unbiased for any square ``H``; for a non-symmetric ``H`` the deflated
-    methods project on the right (``H P``), and their sketch follows the range of ``H``.
+    Hutchinson with Rademacher probes, XDiag and Diag++ are unbiased for any square ``H``, and
+    need no transposed products: for a non-symmetric ``H`` the deflated methods project on
+    the right (``H P``) and sketch the range of ``H``, which deflates well only where that
+    range also carries the rows' off-diagonal mass (it does for a symmetric ``H``).
     """
     methods = ("hutchinson", "xdiag", "diag++", "auto", "exact", "probing")
     if method not in methods:
