@@ -524,8 +524,8 @@ def diag_estimate(
 
     Hutchinson with Rademacher probes, XDiag and Diag++ are unbiased for any square ``H``, and
     need no transposed products: for a non-symmetric ``H`` the deflated methods project on
-    the right (``H P``) and sketch the range of ``H``, which deflates well only where that
-    range also carries the rows' off-diagonal mass (it does for a symmetric ``H``).
+    the right (``H P``) while sketching the range of ``H``, so they reduce the variance much
+    only when the dominant ranges of ``H`` and ``H^T`` are close (as for a symmetric ``H``).
     """
     methods = ("hutchinson", "xdiag", "diag++", "auto", "exact", "probing")
     if method not in methods:
