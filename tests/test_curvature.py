@@ -266,6 +266,6 @@ def test_trace_estimators():
         b = trace_estimate(lambda V: S @ V, num_matvecs=30, method=method, seed=1, n=225)
         assert abs(a - b) < 1e-9 * abs(a)
     with pytest.raises(ValueError, match="method"):
-        trace_estimate(H, num_matvecs=9, method="xtrace")
+        trace_estimate(H, num_matvecs=9, method="xtrace++")
     with pytest.raises(ValueError, match=">= 3"):
         trace_estimate(H, num_matvecs=2)

@@ -3,6 +3,8 @@
 Each benchmark returns rows holding our time, the peer's time on the same problem in the same
 process, their ratio, the bandwidth achieved against the problem's byte floor, and the largest
 relative difference between the two results (a correctness check, not a timing assertion).
+Accuracy rows (estimators compared at equal numbers of products) also give each side's error
+against the truth, and check the ratio of the two errors instead of a difference.
 Run them with ``python -m curvkit bench``.
 """
 
@@ -73,7 +75,13 @@ def _print_table(rows: Sequence[Row]) -> None:
     for r in rows:
         print(f"{r.name:<24} {r.problem:<30} {_fmt_time(r.ours_s):>10} {_fmt_time(r.peer_s):>10}"
               f" {r.peer:<14} {r.speedup:>7.2f}x {r.gbps:>7.1f} {_fmt_time(r.floor_s):>9}"
-              f" {r.max_rel_diff:>12.1e}")
+              f" {r.max_rel_diff:>12.1e}" + _fmt_errors(r))
+
+
+def _fmt_errors(r: Row) -> str:
+    if r.ours_err is None or r.peer_err is None:
+        return ""
+    return f"   rel err ours {r.ours_err:.2e} peer {r.peer_err:.2e}"
 
 
 def _fmt_time(s: Optional[float]) -> str:

@@ -23,6 +23,8 @@ class Row:
     bandwidth_gbps: Optional[float] = None  # the device copy rate the floor is taken from
     ours_call_s: Optional[float] = None  # GPU: host time per call, launch overhead included
     peer_call_s: Optional[float] = None
+    ours_err: Optional[float] = None  # accuracy rows: each side's error against the truth
+    peer_err: Optional[float] = None
 
     @property
     def speedup(self) -> float:

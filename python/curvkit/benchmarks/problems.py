@@ -108,3 +108,44 @@ def cg_floor_bytes(A, jacobi: bool = False) -> float:
     vectors = 11 * n * value + (2 * n * value if jacobi else 0)
     index = A.indices.dtype.itemsize
     return A.nnz * (value + index) + (n + 1) * index + vectors
+
+class PowerLawOperator:
+    """``H = Q diag(i^-exponent) Q^T`` (i = 1..n) as a host operator, with ``Q`` orthogonal and
+    its columns spread over all coordinates: random signs, an orthonormal DCT-II, a random
+    permutation, random signs and a second DCT-II. Products cost O(n log n) per column, so
+    tests and benchmarks can use n in the thousands without forming or factoring ``H``.
+
+    ``shape``, ``dtype`` and ``matmat(V)`` for an ``(n, k)`` block; ``diagonal()`` is exact.
+    """
+
+    def __init__(self, n: int, seed: int = 0, exponent: float = 2.0) -> None:
+        rng = np.random.default_rng(seed)
+        self.shape = (n, n)
+        self.dtype = np.dtype(np.float64)
+        self.eigenvalues = np.arange(1, n + 1, dtype=float) ** -exponent
+        self._s1 = rng.choice([-1.0, 1.0], n)
+        self._s2 = rng.choice([-1.0, 1.0], n)
+        self._perm = rng.permutation(n)
+
+    def _q(self, V: np.ndarray) -> np.ndarray:
+        from scipy.fft import dct
+
+        X = dct(self._s1[:, None] * V, norm="ortho", axis=0)[self._perm]
+        return dct(self._s2[:, None] * X, norm="ortho", axis=0)
+
+    def _qt(self, V: np.ndarray) -> np.ndarray:
+        from scipy.fft import idct
+
+        X = self._s2[:, None] * idct(V, norm="ortho", axis=0)
+        Y = np.empty_like(X)
+        Y[self._perm] = X
+        return self._s1[:, None] * idct(Y, norm="ortho", axis=0)
+
+    def matmat(self, V: np.ndarray) -> np.ndarray:
+        return self._q(self.eigenvalues[:, None] * self._qt(V))
+
+    def toarray(self) -> np.ndarray:
+        return self.matmat(np.eye(self.shape[0]))
+
+    def diagonal(self) -> np.ndarray:
+        return (self._q(np.eye(self.shape[0])) ** 2) @ self.eigenvalues
