@@ -107,6 +107,10 @@ def test_jacobi_converges_where_plain_cg_stalls(xp):
     assert arr.iterations == jac.iterations
     assert abs(op.iterations - jac.iterations) <= 1
     np.testing.assert_allclose(to_host(op.x), to_host(jac.x), rtol=1e-7, atol=1e-9)
+    # As a sparse or dense matrix: applied to the residual, same iteration.
+    for m in (sp.diags(inv).tocsr(), np.diag(inv)):
+        other = cg_solve(Ad, bd, rtol=1e-8, M=to_device(xp, m) if sp.issparse(m) else xp.asarray(m))
+        assert abs(other.iterations - jac.iterations) <= 1
     # SciPy with the same preconditioner takes the same number of iterations.
     _, _, its = scipy_iterations(A, b, rtol=1e-8, M=sp.diags(inv))
     assert abs(jac.iterations - its) <= 1

@@ -134,11 +134,16 @@ def _preconditioner(M: Any, op: _Operator, xp: ModuleType, n: int, dtype: np.dty
         if not bool(xp.all(d > 0)) or not bool(xp.all(xp.isfinite(d))):
             raise ValueError("M='jacobi' needs a positive, finite diagonal of A (A is not SPD)")
         return xp.ascontiguousarray(1 / d, dtype=dtype), None
+    if _is_sparse(M) or isinstance(M, CSRMatrix):
+        return None, lambda r: M @ r
     if isinstance(M, np.ndarray) or _arrays.is_device_array(M):
         xp_m, inv = _arrays.asarray(M)
         _arrays.namespace(xp, xp_m)
+        if inv.shape == (n, n):  # a dense approximation of A^-1
+            return None, lambda r: inv @ r
         if inv.shape != (n,):
-            raise ValueError(f"an array M holds the inverse diagonal: shape ({n},), got {inv.shape}")
+            raise ValueError(f"an array M is the inverse diagonal ({n},) or a matrix ({n}, {n}); "
+                             f"got shape {inv.shape}")
         if not bool(xp.all(xp.isfinite(inv))):
             raise ValueError("M contains NaN or Inf")
         return xp.ascontiguousarray(inv, dtype=dtype), None
@@ -204,10 +209,11 @@ def cg_solve(
         Stop a column when ``||r|| < max(atol, rtol * ||b||)`` (SciPy's test).
     maxiter : int, optional
         Iteration limit; ``10 n`` by default.
-    M : None, 'jacobi', ndarray or operator
-        Preconditioner: ``'jacobi'`` uses ``1 / diag(A)``; an ``(n,)`` array is taken as the
-        inverse diagonal; an operator (``matvec``/``matmat``) or callable applies ``M ~ A^-1``.
-        Diagonal preconditioners are fused into the kernels.
+    M : None, 'jacobi', ndarray, sparse matrix or operator
+        Preconditioner ``M ~ A^-1``: ``'jacobi'`` uses ``1 / diag(A)``; an ``(n,)`` array is
+        taken as the inverse diagonal; an ``(n, n)`` array, a sparse matrix, an operator
+        (``matvec``/``matmat``) or a callable is applied to the residual each step. Diagonal
+        preconditioners are fused into the kernels.
     callback : callable, optional
         ``callback(xk)`` after each iteration, like SciPy (this reads the convergence flags
         every iteration, which costs a GPU solve one stream synchronisation each).
