@@ -217,7 +217,7 @@ template <class T>
 __global__ void __launch_bounds__(block_size)
     update_xr_kernel(i64 n, T* __restrict__ x, T* __restrict__ r, const T* __restrict__ p,
                      const T* __restrict__ q, const T* __restrict__ inv_diag, bool has_rz,
-                     i64 iteration, cg_state s, int cw) {
+                     cg_state s, int cw) {
     if (all_stopped_single(s)) {
         return;
     }
@@ -237,7 +237,7 @@ __global__ void __launch_bounds__(block_size)
         acc[1] += inv_diag != nullptr ? rr * static_cast<double>(inv_diag[i]) : rr;
     });
     reduce_columns<2>(acc, s, cw, [&](i64 j, const double* v) {
-        cg_step::updated(s, j, v[0], v[1], has_rz, iteration);
+        cg_step::updated(s, j, v[0], v[1], has_rz);
     });
 }
 
@@ -346,10 +346,10 @@ void cg_dot_pq(i64 n, const T* p, const T* q, const cg_state& s, void* stream) {
 
 template <class T>
 void cg_update_xr(i64 n, T* x, T* r, const T* p, const T* q, const T* inv_diag, bool has_rz,
-                  i64 iteration, const cg_state& s, void* stream) {
+                  const cg_state& s, void* stream) {
     const columns c = columns_for(s.k);
     update_xr_kernel<T><<<grid_of(n, c), block_size, 0, as_stream(stream)>>>(
-        n, x, r, p, q, inv_diag, has_rz, iteration, s, c.cw);
+        n, x, r, p, q, inv_diag, has_rz, s, c.cw);
     cuda_check_launch("cg: update_xr launch");
 }
 
@@ -393,8 +393,8 @@ void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream) {
     template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, const T*, const T*,  \
                                  T*, T*, const cg_state&, void*);                                 \
     template void cg_dot_pq(i64, const T*, const T*, const cg_state&, void*);                     \
-    template void cg_update_xr(i64, T*, T*, const T*, const T*, const T*, bool, i64,             \
-                               const cg_state&, void*);                                           \
+    template void cg_update_xr(i64, T*, T*, const T*, const T*, const T*, bool, const cg_state&, \
+                               void*);                                                            \
     template void cg_dot_rz(i64, const T*, const T*, bool, const cg_state&, void*);               \
     template void cg_update_p(i64, T*, const T*, const T*, const cg_state&, void*);               \
     template void cg_finish(i64, const T*, const T*, T*, const cg_state&, void*);

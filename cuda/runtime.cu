@@ -71,4 +71,50 @@ bool device_properties(int id, char* name, std::size_t name_len, int* major, int
 
 int runtime_version() noexcept { return CUDART_VERSION; }
 
+void* recorded_graph::begin_capture() {
+    cudaStream_t s = nullptr;
+    detail::cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    stream_ = s;
+    // Thread-local mode: other threads' unrelated CUDA calls stay legal while we record.
+    const cudaError_t err = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (err != cudaSuccess) {
+        (void)cudaStreamDestroy(s);
+        stream_ = nullptr;
+        detail::throw_cuda_error(err, "cudaStreamBeginCapture");
+    }
+    return s;
+}
+
+void recorded_graph::end_capture(void* capturing) {
+    cudaGraph_t graph = nullptr;
+    detail::cuda_check(cudaStreamEndCapture(static_cast<cudaStream_t>(capturing), &graph),
+                       "cudaStreamEndCapture");
+    graph_ = graph;
+    cudaGraphExec_t exec = nullptr;
+    detail::cuda_check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    exec_ = exec;
+}
+
+void recorded_graph::abandon_capture(void* capturing) noexcept {
+    cudaGraph_t graph = nullptr;
+    if (cudaStreamEndCapture(static_cast<cudaStream_t>(capturing), &graph) == cudaSuccess &&
+        graph != nullptr) {
+        (void)cudaGraphDestroy(graph);
+    }
+    (void)cudaGetLastError();
+}
+
+recorded_graph::~recorded_graph() {
+    // Destroying an executable graph that is still running is allowed: it is freed once done.
+    if (exec_ != nullptr) (void)cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+    if (graph_ != nullptr) (void)cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+    if (stream_ != nullptr) (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+void recorded_graph::launch(void* stream) const {
+    detail::cuda_check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_),
+                                       static_cast<cudaStream_t>(stream)),
+                       "cudaGraphLaunch");
+}
+
 }  // namespace curvkit::cuda

@@ -65,12 +65,13 @@ CURVKIT_HD void took_pq(const cg_state& s, std::int64_t j, double pq) {
 
 /// After x += alpha p, r -= alpha q: SciPy's test ||r|| < tol, then beta when r^T M^-1 r came
 /// with the same pass.
-CURVKIT_HD void updated(const cg_state& s, std::int64_t j, double rr, double rz, bool has_rz,
-                               std::int64_t iteration) {
+/// An active column has taken every step so far, so its count is the iteration's number.
+CURVKIT_HD void updated(const cg_state& s, std::int64_t j, double rr, double rz, bool has_rz) {
     if (s.status[j] != active) return;
+    const std::int64_t done = s.iterations[j] + 1;
     s.rr[j] = rr;
-    s.iterations[j] = iteration + 1;
-    record(s, j, iteration + 1, rr);
+    s.iterations[j] = done;
+    record(s, j, done, rr);
     if (!finite(rr)) {
         s.status[j] = breakdown;
     } else if (sqrt(rr) < s.tol[j]) {

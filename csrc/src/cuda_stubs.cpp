@@ -58,8 +58,8 @@ void cg_dot_pq(std::int64_t, const T*, const T*, const cg_state&, void*) {
     no_cuda();
 }
 template <class T>
-void cg_update_xr(std::int64_t, T*, T*, const T*, const T*, const T*, bool, std::int64_t,
-                  const cg_state&, void*) {
+void cg_update_xr(std::int64_t, T*, T*, const T*, const T*, const T*, bool, const cg_state&,
+                  void*) {
     no_cuda();
 }
 template <class T>
@@ -76,6 +76,12 @@ void cg_finish(std::int64_t, const T*, const T*, T*, const cg_state&, void*) {
 }
 void zero_bytes(void*, std::size_t, void*) { no_cuda(); }
 void copy_to_host(void*, const void*, std::size_t, void*) { no_cuda(); }
+
+void* recorded_graph::begin_capture() { no_cuda(); }
+void recorded_graph::end_capture(void*) { no_cuda(); }
+void recorded_graph::abandon_capture(void*) noexcept {}
+recorded_graph::~recorded_graph() = default;
+void recorded_graph::launch(void*) const { no_cuda(); }
 
 device_guard::device_guard(int) { no_cuda(); }
 device_guard::~device_guard() = default;
@@ -122,7 +128,7 @@ template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int6
                                  T*, T*, const cg_state&, void*);                                 \
     template void cg_dot_pq(std::int64_t, const T*, const T*, const cg_state&, void*);            \
     template void cg_update_xr(std::int64_t, T*, T*, const T*, const T*, const T*, bool,         \
-                               std::int64_t, const cg_state&, void*);                             \
+                               const cg_state&, void*);                                           \
     template void cg_dot_rz(std::int64_t, const T*, const T*, bool, const cg_state&, void*);      \
     template void cg_update_p(std::int64_t, T*, const T*, const T*, const cg_state&, void*);      \
     template void cg_finish(std::int64_t, const T*, const T*, T*, const cg_state&, void*);

@@ -110,7 +110,7 @@ void cg_dot_pq(std::int64_t n, const T* p, const T* q, const cg_state& s);
 /// and beta.
 template <class T>
 void cg_update_xr(std::int64_t n, T* x, T* r, const T* p, const T* q, const T* inv_diag,
-                  bool has_rz, std::int64_t iteration, const cg_state& s);
+                  bool has_rz, const cg_state& s);
 /// r^T z per column (z = M r from a callback), then beta (0 on the first step).
 template <class T>
 void cg_dot_rz(std::int64_t n, const T* r, const T* z, bool first, const cg_state& s);
@@ -162,7 +162,7 @@ void cg_dot_pq(std::int64_t n, const T* p, const T* q, const cg_state& s, void* 
 /// and beta.
 template <class T>
 void cg_update_xr(std::int64_t n, T* x, T* r, const T* p, const T* q, const T* inv_diag,
-                  bool has_rz, std::int64_t iteration, const cg_state& s, void* stream);
+                  bool has_rz, const cg_state& s, void* stream);
 /// r^T z per column (z = M r from a callback), then beta (0 on the first step).
 template <class T>
 void cg_dot_rz(std::int64_t n, const T* r, const T* z, bool first, const cg_state& s, void* stream);
@@ -172,6 +172,36 @@ void cg_update_p(std::int64_t n, T* p, const T* src, const T* inv_diag, const cg
 /// ||b - ax||^2 per column; columns with b = 0 get x = 0.
 template <class T>
 void cg_finish(std::int64_t n, const T* b, const T* ax, T* x, const cg_state& s, void* stream);
+/// A CUDA graph recorded once and launched many times: the kernels `record(stream)` launches on
+/// a private capturing stream, replayed on any stream (the legacy default stream too) for one
+/// launch instead of many.
+class recorded_graph {
+public:
+    template <class F>
+    explicit recorded_graph(F&& record) {
+        void* capturing = begin_capture();
+        try {
+            record(capturing);
+        } catch (...) {
+            abandon_capture(capturing);
+            throw;
+        }
+        end_capture(capturing);
+    }
+    ~recorded_graph();
+    recorded_graph(const recorded_graph&) = delete;
+    recorded_graph& operator=(const recorded_graph&) = delete;
+    void launch(void* stream) const;
+
+private:
+    void* begin_capture();
+    void end_capture(void* capturing);
+    void abandon_capture(void* capturing) noexcept;
+    void* graph_ = nullptr;
+    void* exec_ = nullptr;
+    void* stream_ = nullptr;
+};
+
 /// Zeroes `bytes` of device memory on `stream`.
 void zero_bytes(void* data, std::size_t bytes, void* stream);
 /// Copies `bytes` from the device to the host on `stream` and waits for that stream.

@@ -124,7 +124,7 @@ void cg_dot_pq(idx n, const T* p, const T* q, const cg_state& s) {
 
 template <class T>
 void cg_update_xr(idx n, T* x, T* r, const T* p, const T* q, const T* inv_diag, bool has_rz,
-                  idx iteration, const cg_state& s) {
+                  const cg_state& s) {
     const idx k = s.k;
     const bool jacobi = inv_diag != nullptr;
     const auto sums = column_sums<2>(n, k, [&](idx first, idx last, double* acc) {
@@ -168,7 +168,7 @@ void cg_update_xr(idx n, T* x, T* r, const T* p, const T* q, const T* inv_diag, 
                 acc[k + j] += jacobi ? rr * inv_diag[i] : rr;
             }
     });
-    for (idx j = 0; j < k; ++j) cg_step::updated(s, j, sums[j], sums[k + j], has_rz, iteration);
+    for (idx j = 0; j < k; ++j) cg_step::updated(s, j, sums[j], sums[k + j], has_rz);
 }
 
 template <class T>
@@ -227,8 +227,7 @@ void cg_finish(idx n, const T* b, const T* ax, T* x, const cg_state& s) {
     template void cg_product_dot(const csr_ref<T, std::int64_t>&, const T*, const T*, const T*,  \
                                  T*, T*, const cg_state&);                                        \
     template void cg_dot_pq(idx, const T*, const T*, const cg_state&);                            \
-    template void cg_update_xr(idx, T*, T*, const T*, const T*, const T*, bool, idx,             \
-                               const cg_state&);                                                  \
+    template void cg_update_xr(idx, T*, T*, const T*, const T*, const T*, bool, const cg_state&); \
     template void cg_dot_rz(idx, const T*, const T*, bool, const cg_state&);                      \
     template void cg_update_p(idx, T*, const T*, const T*, const cg_state&);                      \
     template void cg_finish(idx, const T*, const T*, T*, const cg_state&);
