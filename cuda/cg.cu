@@ -166,11 +166,13 @@ __global__ void __launch_bounds__(block_size)
     });
 }
 
-/// Ops of CG's fused step: the next direction p' = M r + beta p, evaluated for every gathered
-/// j (the same expression as its own row's, so bitwise the value stored there), q = A p', and
-/// p'^T q, then alpha. Saves update_p's pass and launch; p and p' are distinct buffers.
-template <class T>
-struct next_direction_product {
+/// Ops of CG's product step. Next: the next direction p' = M r + beta p is evaluated for every
+/// gathered j (the same expression as its own row's, so bitwise the value stored there), then
+/// q = A p' and p'^T q: this saves update_p's pass and launch where gathers hit cache (short,
+/// local rows), and costs two or three scattered loads per entry instead of one elsewhere.
+/// Without Next: q = A p and p^T q. Then alpha.
+template <bool Next, class T>
+struct direction_product {
     const T* __restrict__ r;
     const T* __restrict__ inv_diag;
     const T* __restrict__ p;
@@ -185,11 +187,16 @@ struct next_direction_product {
         dot = 0.0;
     }
     __device__ __forceinline__ T load(i64 j) const {
+        if (!Next) {
+            return p[j];
+        }
         return (inv_diag != nullptr ? inv_diag[j] * r[j] : r[j]) + beta * p[j];
     }
     __device__ __forceinline__ void store(i64 row, T v) {
         const T next = load(row);
-        p_next[row] = next;
+        if (Next) {
+            p_next[row] = next;
+        }
         q[row] = v;
         dot += static_cast<double>(next) * static_cast<double>(v);
     }
@@ -302,9 +309,8 @@ dim3 grid_of(i64 n, const columns& c) {
     return dim3(reduction_blocks(n, block_size / c.cw), c.tiles);
 }
 
-template <int G, class T, class I>
-void launch_product_dot(const csr_ref<T, I>& A, const next_direction_product<T>& ops,
-                        cudaStream_t stream) {
+template <int G, class T, class I, class Ops>
+void launch_product_dot(const csr_ref<T, I>& A, const Ops& ops, cudaStream_t stream) {
     const unsigned grid = reduction_blocks(A.rows, block_size / G);
     rows::spmv_vector<G, T, I><<<grid, block_size, 0, stream>>>(A.rows, A.indptr, A.indices,
                                                                 A.values, ops);
@@ -326,14 +332,20 @@ template <class T, class I>
 void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const T* p, T* p_next,
                     T* q, const cg_state& s, void* stream) {
     const auto st = as_stream(stream);
-    const next_direction_product<T> ops{r, inv_diag, p, p_next, q, s, T(0), 0.0};
-    switch (rows::vector_group_width((A.nnz + A.rows - 1) / std::max<i64>(A.rows, 1))) {
-        case 1: launch_product_dot<1>(A, ops, st); break;
-        case 2: launch_product_dot<2>(A, ops, st); break;
-        case 4: launch_product_dot<4>(A, ops, st); break;
-        case 8: launch_product_dot<8>(A, ops, st); break;
-        case 16: launch_product_dot<16>(A, ops, st); break;
-        default: launch_product_dot<32>(A, ops, st); break;
+    auto with_ops = [&](const auto& ops) {
+        switch (rows::vector_group_width((A.nnz + A.rows - 1) / std::max<i64>(A.rows, 1))) {
+            case 1: launch_product_dot<1>(A, ops, st); break;
+            case 2: launch_product_dot<2>(A, ops, st); break;
+            case 4: launch_product_dot<4>(A, ops, st); break;
+            case 8: launch_product_dot<8>(A, ops, st); break;
+            case 16: launch_product_dot<16>(A, ops, st); break;
+            default: launch_product_dot<32>(A, ops, st); break;
+        }
+    };
+    if (p_next != nullptr) {
+        with_ops(direction_product<true, T>{r, inv_diag, p, p_next, q, s, T(0), 0.0});
+    } else {
+        with_ops(direction_product<false, T>{r, inv_diag, p, p_next, q, s, T(0), 0.0});
     }
 }
 

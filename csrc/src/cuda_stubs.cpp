@@ -77,12 +77,6 @@ void cg_finish(std::int64_t, const T*, const T*, T*, const cg_state&, void*) {
 void zero_bytes(void*, std::size_t, void*) { no_cuda(); }
 void copy_to_host(void*, const void*, std::size_t, void*) { no_cuda(); }
 
-void* recorded_graph::begin_capture() { no_cuda(); }
-void recorded_graph::end_capture(void*) { no_cuda(); }
-void recorded_graph::abandon_capture(void*) noexcept {}
-recorded_graph::~recorded_graph() = default;
-void recorded_graph::launch(void*) const { no_cuda(); }
-
 device_guard::device_guard(int) { no_cuda(); }
 device_guard::~device_guard() = default;
 

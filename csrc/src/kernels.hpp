@@ -99,7 +99,7 @@ template <class T>
 void cg_start(std::int64_t n, const T* b, const T* ax, T* r, T* p, const T* inv_diag, bool has_rz,
               double rtol, double atol, const cg_state& s);
 /// p_next = M r + beta p (M = diag(inv_diag), or I when null), q = A p_next and p_next^T q
-/// (k = 1, full storage), then alpha.
+/// (k = 1, full storage), then alpha. With p_next null: q = A p and p^T q.
 template <class T, class I>
 void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const T* p, T* p_next,
                     T* q, const cg_state& s);
@@ -151,7 +151,7 @@ template <class T>
 void cg_start(std::int64_t n, const T* b, const T* ax, T* r, T* p, const T* inv_diag, bool has_rz,
               double rtol, double atol, const cg_state& s, void* stream);
 /// p_next = M r + beta p (M = diag(inv_diag), or I when null), q = A p_next and p_next^T q
-/// (k = 1, full storage), then alpha.
+/// (k = 1, full storage), then alpha. With p_next null: q = A p and p^T q.
 template <class T, class I>
 void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const T* p, T* p_next,
                     T* q, const cg_state& s, void* stream);
@@ -172,36 +172,6 @@ void cg_update_p(std::int64_t n, T* p, const T* src, const T* inv_diag, const cg
 /// ||b - ax||^2 per column; columns with b = 0 get x = 0.
 template <class T>
 void cg_finish(std::int64_t n, const T* b, const T* ax, T* x, const cg_state& s, void* stream);
-/// A CUDA graph recorded once and launched many times: the kernels `record(stream)` launches on
-/// a private capturing stream, replayed on any stream (the legacy default stream too) for one
-/// launch instead of many.
-class recorded_graph {
-public:
-    template <class F>
-    explicit recorded_graph(F&& record) {
-        void* capturing = begin_capture();
-        try {
-            record(capturing);
-        } catch (...) {
-            abandon_capture(capturing);
-            throw;
-        }
-        end_capture(capturing);
-    }
-    ~recorded_graph();
-    recorded_graph(const recorded_graph&) = delete;
-    recorded_graph& operator=(const recorded_graph&) = delete;
-    void launch(void* stream) const;
-
-private:
-    void* begin_capture();
-    void end_capture(void* capturing);
-    void abandon_capture(void* capturing) noexcept;
-    void* graph_ = nullptr;
-    void* exec_ = nullptr;
-    void* stream_ = nullptr;
-};
-
 /// Zeroes `bytes` of device memory on `stream`.
 void zero_bytes(void* data, std::size_t bytes, void* stream);
 /// Copies `bytes` from the device to the host on `stream` and waits for that stream.

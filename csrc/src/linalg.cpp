@@ -132,11 +132,14 @@ struct kernels {
     }
 };
 
-// The operator as the loop sees it: apply(0) is q = A p, apply(1) is q = A x; next_product,
-// when set, is the fused step p' = M r + beta p, q = A p', p'^T q (a CSR matrix, k = 1).
+// The operator as the loop sees it: apply(0) is q = A p, apply(1) is q = A x. For a CSR matrix
+// and k = 1: product_dot(p, p_next, stream) is q = A p with p^T q (p_next null), or, where the
+// rows are short enough for their gathers to hit cache, the whole step p' = M r + beta p,
+// q = A p', p'^T q (`fuse_next`).
 struct operator_hooks {
     std::function<void(int)> apply;
-    std::function<void(const void* p, void* p_next, void* stream)> next_product;
+    std::function<void(const void* p, void* p_next, void* stream)> product_dot;
+    bool fuse_next = false;
 };
 
 // The CG loop, written once.
@@ -160,7 +163,7 @@ void run(const kernels<T>& K, const operator_hooks& A, const cg_blocks& v, const
     const bool callback_m = cb.precondition != nullptr;
     const T* d = callback_m ? nullptr : static_cast<const T*>(v.inv_diag.data);
     const bool has_rz = !callback_m;  // r^T M^-1 r comes with the residual pass
-    const bool fused = A.next_product && !callback_m;
+    const bool fused = A.product_dot && A.fuse_next && !callback_m;
     T* p_cur = p;  // the fused step alternates p between the caller's block and the workspace
     T* p_alt = reinterpret_cast<T*>(static_cast<char*>(workspace) + L.direction);
 
@@ -195,32 +198,12 @@ void run(const kernels<T>& K, const operator_hooks& A, const cg_blocks& v, const
     if (!fused) K.update_p(n, p, callback_m ? z : r, d, s);  // the fused step starts from p = 0
     i64 done = 0;
     bool running = check(0);
-    // On a GPU the fused steps between two checks are recorded once as a graph and replayed:
-    // one launch per interval instead of two per step. An even interval leaves p where it was.
-    std::unique_ptr<cuda::recorded_graph> interval;
-    const bool graphs = K.gpu() && fused && !cb.iteration_done && check_every % 2 == 0;
     while (running && done < maxiter) {
-        if (graphs && maxiter - done >= check_every) {
-            if (!interval) {
-                interval = std::make_unique<cuda::recorded_graph>([&](void* capturing) {
-                    const kernels<T> Kc{K.dev, capturing};
-                    T* cur = p_cur;
-                    T* alt = p_alt;
-                    for (i64 t = 0; t < check_every; ++t) {
-                        A.next_product(cur, alt, capturing);
-                        std::swap(cur, alt);
-                        Kc.update_xr(n, x, r, cur, q, d, has_rz, s);
-                    }
-                });
-            }
-            interval->launch(K.stream);
-            done += check_every;
-            running = check(done);
-            continue;
-        }
         if (fused) {
-            A.next_product(p_cur, p_alt, K.stream);
+            A.product_dot(p_cur, p_alt, K.stream);
             std::swap(p_cur, p_alt);
+        } else if (A.product_dot) {
+            A.product_dot(p, nullptr, K.stream);
         } else {
             A.apply(0);
             K.dot_pq(n, p, q, s);
@@ -387,7 +370,10 @@ void cg_solve(const csr_view* A, const cg_blocks& v, const cg_options& o, const 
                 const cg_state s = carve(workspace, L, k, ring_rows_for(dev, o));
                 const T* r = static_cast<const T*>(v.r.data);
                 const T* d = static_cast<const T*>(v.inv_diag.data);
-                hooks.next_product = [&, s, r, d](const void* cur, void* next, void* on) {
+                // Short rows (stencils) read their neighbours' r and p from cache; long, scattered
+                // rows would pay two or three scattered loads per entry for the fused step.
+                hooks.fuse_next = A->nnz <= 8 * A->rows;
+                hooks.product_dot = [&, s, r, d](const void* cur, void* next, void* on) {
                     const auto* pc = static_cast<const T*>(cur);
                     auto* pn = static_cast<T*>(next);
                     if (dev == device_kind::cuda) cuda::cg_product_dot(a, r, d, pc, pn, q, s, on);

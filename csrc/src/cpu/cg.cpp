@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cstdint>
 #include <vector>
 
@@ -74,9 +75,9 @@ void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const
     const I* __restrict__ indptr = A.indptr;
     const I* __restrict__ indices = A.indices;
     const T* __restrict__ values = A.values;
-    // The next direction of every gathered j is evaluated on the spot, by the same expression
-    // that stores it for row j: bitwise the stored value, without a separate pass over p.
-    auto run = [&](auto direction) {
+    // With p_next, the next direction of every gathered j is evaluated on the spot, by the same
+    // expression that stores it for row j: bitwise the stored value, without a pass over p.
+    auto run = [&](auto direction, auto next) {
 #pragma omp parallel num_threads(max_threads) if (max_threads > 1)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -89,16 +90,17 @@ void cg_product_dot(const csr_ref<T, I>& A, const T* r, const T* inv_diag, const
                 const idx end = indptr[i + 1];
                 for (idx e = indptr[i]; e < end; ++e)
                     acc += values[e] * direction(static_cast<idx>(indices[e]));
-                const T next = direction(i);
-                p_next[i] = next;
+                const T pi = direction(i);
+                if (decltype(next)::value) p_next[i] = pi;
                 q[i] = acc;
-                dot += static_cast<double>(next) * static_cast<double>(acc);
+                dot += static_cast<double>(pi) * static_cast<double>(acc);
             }
             per_thread[t] = dot;
         }
     };
-    if (inv_diag) run([&](idx j) { return inv_diag[j] * r[j] + beta * p[j]; });
-    else run([&](idx j) { return r[j] + beta * p[j]; });
+    if (!p_next) run([&](idx j) { return p[j]; }, std::false_type{});
+    else if (inv_diag) run([&](idx j) { return inv_diag[j] * r[j] + beta * p[j]; }, std::true_type{});
+    else run([&](idx j) { return r[j] + beta * p[j]; }, std::true_type{});
     double pq = 0;
     for (int t = 0; t < used; ++t) pq += per_thread[t];
     cg_step::took_pq(s, 0, pq);
