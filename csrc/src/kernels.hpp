@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "curvkit/special.hpp"
 #include "curvkit/types.hpp"
 
 namespace curvkit {
@@ -69,6 +70,10 @@ template <class T>
 void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,
                                const block_ref<T>& mean, const block_ref<T>& m2,
                                std::int64_t count);
+/// out(i, j) = f(v(i, j), x(i, j)); views of one shape, zero strides for broadcast inputs.
+template <class T>
+void special_function(special_fn f, const block_ref<const T>& v, const block_ref<const T>& x,
+                      const block_ref<T>& out);
 }  // namespace cpu
 
 namespace cuda {
@@ -92,6 +97,10 @@ template <class T>
 void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<const T>& HZ,
                                const block_ref<T>& mean, const block_ref<T>& m2,
                                std::int64_t count, void* stream);
+/// As cpu::special_function, on `stream`.
+template <class T>
+void special_function(special_fn f, const block_ref<const T>& v, const block_ref<const T>& x,
+                      const block_ref<T>& out, void* stream);
 /// Bytes of device scratch the check needs.
 std::size_t csr_check_workspace_size() noexcept;
 /// Runs the check on `stream`, synchronises that stream and returns a csr_defect code.

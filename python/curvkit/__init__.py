@@ -1,12 +1,13 @@
 """curvkit: curvature kernels for NumPy and CuPy.
 
-Sparse Hessian-vector products on CPU (multithreaded) and GPU (CUDA), with a C++ core that
-other extensions can link (see :func:`get_cmake_dir`).
+Sparse Hessian-vector products on CPU (multithreaded) and GPU (CUDA), log-space modified Bessel
+functions and von Mises-Fisher helpers (:mod:`curvkit.special`), with a C++ core that other
+extensions can link (see :func:`get_cmake_dir`).
 """
 
 from __future__ import annotations
 
-from . import _core, curvature
+from . import _core, curvature, special
 from ._build import build_info, get_cmake_dir, get_include, get_library
 from .sparse import CSRMatrix, as_operator, hvp
 
@@ -25,5 +26,6 @@ __all__ = [
     "get_include",
     "get_library",
     "hvp",
+    "special",
     "with_cuda",
 ]

@@ -4,5 +4,6 @@
 #include "curvkit/curvature.hpp"
 #include "curvkit/runtime.hpp"
 #include "curvkit/sparse.hpp"
+#include "curvkit/special.hpp"
 #include "curvkit/types.hpp"
 #include "curvkit/version.hpp"
