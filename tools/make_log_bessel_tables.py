@@ -48,7 +48,7 @@ def horner(cs, var: str) -> str:
     cs = [float(c) for c in cs]
     expr = f"{float(cs[0])!r}"
     for c in cs[1:]:
-        expr = f"fma({expr}, {var}, {float(c)!r})"
+        expr = f"madd({expr}, {var}, {float(c)!r})"
     return expr
 
 
@@ -69,23 +69,32 @@ def main() -> None:
         "",
         "namespace curvkit::device::detail {",
         "",
+        "/// a * b + c: fused on the device and where the host compiler targets FMA; elsewhere a",
+        "/// plain multiply-add, since a libm fma call per coefficient would dominate the cost.",
+        "CURVKIT_HD double madd(double a, double b, double c) {",
+        "#if defined(__CUDA_ARCH__) || defined(__FMA__)",
+        "    return fma(a, b, c);",
+        "#else",
+        "    return a * b + c;",
+        "#endif",
+        "}",
+        "",
         f"constexpr int debye_max_terms = {KMAX};",
         "",
-        "/// q_k(p2) for k = 1..debye_max_terms (u_k = p^k q_k).",
-        "CURVKIT_HD double debye_u(int k, double p2) {",
-        "    using ::fma;",
-        "    switch (k) {",
     ]
-    for k in range(1, KMAX + 1):
-        lines.append(f"        case {k}: return {horner(coeffs_in_p2(u[k], k, k), 'p2')};")
-    lines += ["        default: return 0.0;", "    }", "}", "",
-              "/// s_k(p2) for k = 1..debye_max_terms (w_k = p^k s_k).",
-              "CURVKIT_HD double debye_w(int k, double p2) {",
-              "    using ::fma;",
-              "    switch (k) {"]
-    for k in range(1, KMAX + 1):
-        lines.append(f"        case {k}: return {horner(coeffs_in_p2(w[k], k, k), 'p2')};")
-    lines += ["        default: return 0.0;", "    }", "}", ""]
+    # The sums as one fall-through switch: a single jump, then straight-line code whose
+    # polynomials in p2 are independent of each other (instruction-level parallelism) and
+    # feed one Horner chain in t.
+    for name, polys, what in (("debye_u_series", u, "q"), ("debye_w_series", w, "s")):
+        lines += [f"/// sum_(k=1..n) t^k {what}_k(p2), 1 <= n <= debye_max_terms.",
+                  f"CURVKIT_HD double {name}(double t, double p2, int n) {{",
+                  "    double acc = 0.0;",
+                  "    switch (n) {"]
+        for k in range(KMAX, 0, -1):
+            lines.append(f"        case {k}: acc = madd(acc, t, {horner(coeffs_in_p2(polys[k], k, k), 'p2')});")
+            if k > 1:
+                lines.append("            [[fallthrough]];")
+        lines += ["        default: break;", "    }", "    return acc * t;", "}", ""]
     log_v, ratio_v = term_thresholds(u, w)
     print("log thresholds", [f"{x:.3g}" for x in log_v])
     print("ratio thresholds", [f"{x:.3g}" for x in ratio_v])
@@ -99,7 +108,6 @@ def main() -> None:
     lines += ["/// 1/Gamma(1 + u) = sum_k c_(k+1) u^k: the even part (k even) and the odd part",
               "/// divided by u, both as Horner forms in u^2 (enough terms for |u| <= 1/2).",
               "CURVKIT_HD void inverse_gamma_parts(double u2, double& even, double& odd) {",
-              "    using ::fma;",
               f"    even = {horner(list(reversed(cs[0::2])), 'u2')};",
               f"    odd = {horner(list(reversed(cs[1::2])), 'u2')};",
               "}", ""]

@@ -59,18 +59,10 @@ CURVKIT_HD debye_point debye_at(double v, double x) {
 }
 
 /// sum_{k=1}^{n} t^k q_k(p2) by Horner in t (smallest terms first); t = +-p/v.
-CURVKIT_HD double debye_u_sum(double t, double p2, int n) {
-    double acc = 0.0;
-    for (int k = n; k >= 1; --k) acc = fma(acc, t, debye_u(k, p2));
-    return acc * t;
-}
+CURVKIT_HD double debye_u_sum(double t, double p2, int n) { return debye_u_series(t, p2, n); }
 
 /// sum_{k=1}^{n} t^k s_k(p2) with t = +-p/v: the w-sum W (alternating for t < 0).
-CURVKIT_HD double debye_w_sum(double t, double p2, int n) {
-    double acc = 0.0;
-    for (int k = n; k >= 1; --k) acc = fma(acc, t, debye_w(k, p2));
-    return acc * t;
-}
+CURVKIT_HD double debye_w_sum(double t, double p2, int n) { return debye_w_series(t, p2, n); }
 
 CURVKIT_HD double debye_log_iv(double v, double x) {
     const debye_point d = debye_at(v, x);
