@@ -6,7 +6,9 @@
 //     for every x, with as many terms as the order needs (detail/debye_tables.hpp).
 //   smaller v, x >= 20: the Hankel large-argument expansion (DLMF 10.40) when its terms fall
 //     below the rounding level before they turn to grow (a truncation test, not a region);
-//   otherwise log I from the power series (all terms positive, summed relative to the first),
+//   otherwise, for x >= 20, log I and I_{v+1}/I_v from the uniform expansion at a higher order
+//     and the backward recurrence of the ratio; for x < 20 log I from the power series (all
+//     terms positive, summed relative to the first),
 //     K from Temme's series (x <= 2) or Steed's continued fraction (x > 2) at order
 //     |u| <= 1/2 and a forward recurrence in ratio form, the ratio I_{v+1}/I_v from its
 //     continued fraction.
@@ -40,7 +42,10 @@ CURVKIT_HD bool is_inf(double a) { return fabs(a) == static_cast<double>(INFINIT
 CURVKIT_HD double asinh_ratio(double v, double x) {
     // Past w = 1e8, asinh(w) = log(2 w) + 1 / (4 w^2) to within 3e-17.
     if (v > 1e8 * x) return ln_2 + log(v) - log(x);
-    return asinh(v / x);
+    const double w = v / x;
+    const double r = sqrt(madd(w, w, 1.0));
+    // log(w + r) cancels nothing for w >= 1/2; below, log1p keeps the small result exact.
+    return w >= 0.5 ? log(w + r) : log1p(w + w * w / (1.0 + r));
 }
 
 /// The pieces of the uniform expansion at (v, x): v eta = hypot(v, x) - v asinh(v / x),
@@ -51,7 +56,8 @@ struct debye_point {
 
 CURVKIT_HD debye_point debye_at(double v, double x) {
     debye_point d;
-    d.h = hypot(v, x);
+    // sqrt(v^2 + x^2) is as accurate as hypot and much cheaper while the squares stay finite.
+    d.h = (v < 1e150 && x < 1e150) ? sqrt(madd(v, v, x * x)) : hypot(v, x);
     d.p = v / d.h;
     d.p2 = d.p * d.p;
     d.veta = d.h - v * asinh_ratio(v, x);
@@ -67,13 +73,14 @@ CURVKIT_HD double debye_w_sum(double t, double p2, int n) { return debye_w_serie
 CURVKIT_HD double debye_log_iv(double v, double x) {
     const debye_point d = debye_at(v, x);
     const double s = debye_u_sum(d.p / v, d.p2, debye_terms_log(v));
-    return d.veta - half_ln_2pi - 0.5 * log(d.h) + log1p(s);
+    // One logarithm for sqrt(h) and the sum: its rounding is far below eps * h.
+    return d.veta - half_ln_2pi + log((1.0 + s) / sqrt(d.h));
 }
 
 CURVKIT_HD double debye_log_kv(double v, double x) {
     const debye_point d = debye_at(v, x);
     const double s = debye_u_sum(-d.p / v, d.p2, debye_terms_log(v));
-    return -d.veta + half_ln_pi_over_2 - 0.5 * log(d.h) + log1p(s);
+    return -d.veta + half_ln_pi_over_2 + log((1.0 + s) / sqrt(d.h));
 }
 
 // I'_v / I_v = (h / x) (U + (1 - p^2) W) / U and 1 - p^2 = x^2 / h^2, so
@@ -95,6 +102,33 @@ CURVKIT_HD double debye_dlog_kv(double v, double x) {
     const double u = 1.0 + debye_u_sum(t, d.p2, n);
     const double w = debye_w_sum(t, d.p2, n);
     return -(d.h / x) - (x / d.h) * (w / u);
+}
+
+/// log I_v(x) and I_{v+1}(x) / I_v(x) for 0 <= v < debye_min_order from the uniform expansion
+/// at order N = v + m >= debye_min_order and m steps of the backward recurrence of the ratio
+/// R_nu = I_{nu+1} / I_nu, R_{nu-1} = 1 / (R_nu + 2 nu / x): every term positive, each step
+/// damps the error it inherits, and log I_v = log I_N - sum log R.
+CURVKIT_HD double shifted_debye_log_iv(double v, double x, double& ratio) {
+    const int m = static_cast<int>(ceil(debye_min_order - v));
+    const double big = v + m;
+    const debye_point d = debye_at(big, x);
+    const int n = debye_terms_ratio(big);
+    const double t = d.p / big;
+    const double u = 1.0 + debye_u_sum(t, d.p2, n);
+    const double w = debye_w_sum(t, d.p2, n);
+    double r = x / (d.h + big) + (x / d.h) * (w / u);
+    double prod = 1.0;  // product of the R below order N; between 2^-1100 and 1
+    int expo = 0;
+    const double two_over_x = 2.0 / x;
+    for (int k = m; k >= 1; --k) {
+        r = 1.0 / (r + (v + k) * two_over_x);  // R_{v+k-1}
+        int e;
+        prod = frexp(prod * r, &e);
+        expo += e;
+    }
+    ratio = r;
+    const double log_i_big = d.veta - half_ln_2pi + log(u / sqrt(d.h));
+    return log_i_big - (log(prod) + expo * ln_2);
 }
 
 /// Hankel's sum sum_k (+-1)^k a_k(v) / x^k (minus for I, plus for K) with a truncation test:
@@ -139,15 +173,15 @@ CURVKIT_HD inverse_gammas inverse_gamma_pair(double u) {
     return {even + u * odd, even - u * odd, -odd, even};
 }
 
-/// log Gamma(v + 1) for 0 <= v < debye_min_order: Gamma(1 + u) times (u + 1) ... (u + n),
-/// exact to a few ulps where lgamma-based shifts would cancel.
-CURVKIT_HD double log_gamma_1p_small(double v) {
+/// Gamma(v + 1) for -1/2 <= v < debye_min_order (below 1e21): Gamma(1 + u) times
+/// (u + 1) ... (u + n), exact to a few ulps, also where log Gamma is near zero.
+CURVKIT_HD double gamma_1p_small(double v) {
     int n;
     double u;
     split_order(v, n, u);
     double prod = 1.0;
     for (int j = 1; j <= n; ++j) prod *= u + j;
-    return log(prod / inverse_gamma_pair(u).plus);
+    return prod / inverse_gamma_pair(u).plus;
 }
 
 /// log I_v(x) from the power series, for 0 <= v < debye_min_order and any x > 0; the
@@ -165,7 +199,7 @@ CURVKIT_HD double series_log_iv(double v, double x) {
             shift += 644.72382603833279152;  // 280 log(10)
         }
     }
-    return v * log(0.5 * x) - log_gamma_1p_small(v) + log(s) + shift;
+    return v * log(0.5 * x) + log(s / gamma_1p_small(v)) + shift;
 }
 
 /// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, 0 < x <= 2, by Temme's series.
@@ -206,22 +240,31 @@ CURVKIT_HD void temme_kv(double u, double x, double& log_k, double& ratio) {
 /// `with_log`: the sum converges more slowly than the fraction at small x).
 CURVKIT_HD void steed_kv(double u, double x, double& log_k, double& ratio, bool with_log) {
     // z_{n-1} = b_n z_n + a_{n+1} z_{n+1}, b_n = 2 (n + x), a_{n+1} = u^2 - (n + 1/2)^2.
+    // The sum needs C_n q_n with q the solution of the recurrence from q_0 = 0, q_1 = 1 and
+    // C_{n+1} = -C_n a_{n+1} / (n + 1). Carrying r_n = q_n a_2 ... a_n and
+    // c_n = C_n / (a_2 ... a_n) instead gives r_{n+1} = a_n r_{n-1} - b_n r_n and
+    // c_{n+1} = -c_n / (n + 1): the only division on the critical path is Steed's D_n.
     const double a1 = u * u - 0.25;
     double b = 2.0 * (1.0 + x);
     double d = 1.0 / b;            // Steed's D_n
     double dh = d, h = d;          // increments and value of the fraction z_1/z_0
-    double q_prev = 0.0, q_cur = 1.0;  // forward solution of the recurrence, q_0 = 0, q_1 = 1
+    double r_prev = 0.0, r_cur = 1.0;
     double a = a1;                 // a_n
-    double c = -a1;                // C_1
+    double c = -a1;                // c_1 = C_1
     double qsum = c;               // sum_{k=1}^{n} C_k q_k
     double s = 1.0 + qsum * dh;
     for (int n = 1; n < 10000; ++n) {
-        a -= 2.0 * n;  // a_{n+1} = a_n - 2n
-        c *= -a / (n + 1.0);
-        const double q_next = (q_prev - b * q_cur) / a;
-        q_prev = q_cur;
-        q_cur = q_next;
-        qsum += c * q_next;
+        const double r_next = a * r_prev - b * r_cur;  // uses a_n and b_n
+        a -= 2.0 * n;                                  // a_{n+1} = a_n - 2n
+        c *= -1.0 / (n + 1.0);
+        r_prev = r_cur;
+        r_cur = r_next;
+        if (fabs(r_cur) > 1e150) {  // rescale r and c together; their products are unchanged
+            r_prev *= 1e-150;
+            r_cur *= 1e-150;
+            c *= 1e150;
+        }
+        qsum += c * r_cur;
         b += 2.0;
         d = 1.0 / (b + a * d);
         dh *= b * d - 1.0;
@@ -293,10 +336,11 @@ CURVKIT_HD void small_order_kv(double v, double x, double& log_k, double& ratio)
 
 CURVKIT_HD double log_iv_pos(double v, double x) {
     if (v >= debye_min_order) return debye_log_iv(v, x);
+    if (x < hankel_min_x) return series_log_iv(v, x);
     double s;
-    if (x >= hankel_min_x && hankel_sum(v, x, true, s))
-        return x - 0.5 * log(x) - half_ln_2pi + log(s);
-    return series_log_iv(v, x);
+    if (hankel_sum(v, x, true, s)) return x - 0.5 * log(x) - half_ln_2pi + log(s);
+    double ratio;
+    return shifted_debye_log_iv(v, x, ratio);
 }
 
 CURVKIT_HD double log_kv_pos(double v, double x) {
@@ -314,10 +358,12 @@ CURVKIT_HD double iv_ratio_pos(double v, double x) {
     // I_{v+1}/I_v -> x / (2v + 2) as x -> 0; past 1e-150 the next term is below rounding and
     // 2 (v + k) / x could overflow.
     if (x < 1e-150) return x / (2.0 * v + 2.0);
+    if (x < hankel_min_x) return cf1_iv_ratio(v, x);
     double s0, s1;
-    if (x >= hankel_min_x && hankel_sum(v, x, true, s0) && hankel_sum(v + 1.0, x, true, s1))
-        return s1 / s0;
-    return cf1_iv_ratio(v, x);
+    if (hankel_sum(v, x, true, s0) && hankel_sum(v + 1.0, x, true, s1)) return s1 / s0;
+    double ratio;
+    shifted_debye_log_iv(v, x, ratio);
+    return ratio;
 }
 
 CURVKIT_HD double dlog_kv_pos(double v, double x) {
