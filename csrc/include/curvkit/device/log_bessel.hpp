@@ -104,7 +104,7 @@ CURVKIT_HD double debye_dlog_kv(double v, double x) {
     return -(d.h / x) - (x / d.h) * (w / u);
 }
 
-/// log I_v(x) and I_{v+1}(x) / I_v(x) for 0 <= v < debye_min_order from the uniform expansion
+/// log I_v(x) and I_{v+1}(x) / I_v(x) for 0 <= v < debye_min_order, x >= 1, from the uniform expansion
 /// at order N = v + m >= debye_min_order and m steps of the backward recurrence of the ratio
 /// R_nu = I_{nu+1} / I_nu, R_{nu-1} = 1 / (R_nu + 2 nu / x): every term positive, each step
 /// damps the error it inherits, and log I_v = log I_N - sum log R.
@@ -117,18 +117,16 @@ CURVKIT_HD double shifted_debye_log_iv(double v, double x, double& ratio) {
     const double u = 1.0 + debye_u_sum(t, d.p2, n);
     const double w = debye_w_sum(t, d.p2, n);
     double r = x / (d.h + big) + (x / d.h) * (w / u);
-    double prod = 1.0;  // product of the R below order N; between 2^-1100 and 1
-    int expo = 0;
+    // For x >= 1 each R exceeds x / (2 N + x) > 1/45, so the product of at most 22 of them
+    // stays far from underflow.
+    double prod = 1.0;
     const double two_over_x = 2.0 / x;
     for (int k = m; k >= 1; --k) {
         r = 1.0 / (r + (v + k) * two_over_x);  // R_{v+k-1}
-        int e;
-        prod = frexp(prod * r, &e);
-        expo += e;
+        prod *= r;
     }
     ratio = r;
-    const double log_i_big = d.veta - half_ln_2pi + log(u / sqrt(d.h));
-    return log_i_big - (log(prod) + expo * ln_2);
+    return d.veta - half_ln_2pi + log(u / (sqrt(d.h) * prod));
 }
 
 /// Hankel's sum sum_k (+-1)^k a_k(v) / x^k (minus for I, plus for K) with a truncation test:
@@ -136,6 +134,8 @@ CURVKIT_HD double shifted_debye_log_iv(double v, double x, double& ratio) {
 /// to grow, and no term exceeded the sum (so rounding stays at the level of the sum).
 CURVKIT_HD bool hankel_sum(double v, double x, bool alternating, double& sum) {
     const double mu = 4.0 * v * v;
+    // A first term above 1 means terms above the sum: the test would fail, after many terms.
+    if (mu - 1.0 > 8.0 * x) return false;
     const double step = alternating ? -1.0 / (8.0 * x) : 1.0 / (8.0 * x);
     double term = 1.0, s = 1.0, prev = 1.0, largest = 0.0;
     for (int k = 1; k <= 80; ++k) {
