@@ -10,6 +10,9 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import curvkit
 from curvkit import special
@@ -253,6 +256,23 @@ def test_broadcasting_and_layouts():
     assert special.log_iv(np.empty((0, 3)), 1.0).shape == (0, 3)
     with pytest.raises(ValueError):
         special.log_iv(np.ones(3), np.ones(4))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=4, max_side=4),
+       dtype=st.sampled_from([np.float32, np.float64, np.int32, np.int64]),
+       seed=st.integers(0, 2**31 - 1))
+def test_broadcasting_property(shapes, dtype, seed):
+    rng = np.random.default_rng(seed)
+    (sv, sx), shape = shapes.input_shapes, shapes.result_shape
+    v = (rng.uniform(0, 60, sv)).astype(dtype)
+    x = (rng.uniform(0.01, 80, sx)).astype(dtype)
+    res = special.log_kv(v, x)
+    expect_dtype = np.float32 if dtype == np.float32 else np.float64
+    assert np.shape(res) == shape and np.asarray(res).dtype == expect_dtype
+    bv, bx = np.broadcast_arrays(v.astype(expect_dtype), x.astype(expect_dtype))
+    flat = special.log_kv(np.ascontiguousarray(bv).ravel(), np.ascontiguousarray(bx).ravel())
+    assert np.array_equal(np.asarray(res).ravel(), flat)
 
 
 def test_out_argument():
