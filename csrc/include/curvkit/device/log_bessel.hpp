@@ -199,13 +199,15 @@ CURVKIT_HD double series_log_iv(double v, double x) {
             shift += 644.72382603833279152;  // 280 log(10)
         }
     }
-    return v * log(0.5 * x) + log(s / gamma_1p_small(v)) + shift;
+    // log(x) - log 2, not log(x / 2): x / 2 underflows for the smallest subnormal x.
+    const double lead = v == 0.0 ? 0.0 : v * (log(x) - ln_2);
+    return lead + log(s / gamma_1p_small(v)) + shift;
 }
 
 /// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, 0 < x <= 2, by Temme's series.
 CURVKIT_HD void temme_kv(double u, double x, double& log_k, double& ratio) {
     const inverse_gammas g = inverse_gamma_pair(u);
-    const double l = log(2.0 / x);
+    const double l = ln_2 - log(x);  // log(2 / x) without overflow for subnormal x
     const double sigma = u * l;
     const double upi = pi_d * u;
     const double upi_over_sin = fabs(upi) < 1e-8 ? 1.0 + upi * upi / 6.0 : upi / sin(upi);
@@ -476,7 +478,9 @@ CURVKIT_HD double dlog_kv(double v, double x) {
     v = fabs(v);
     if (detail::is_inf(x)) return detail::is_inf(v) ? detail::nan_value() : -1.0;
     if (detail::is_inf(v)) return -detail::inf_value();
-    return detail::dlog_kv_pos(v, x);
+    const double r = detail::dlog_kv_pos(v, x);
+    // Only for subnormal x, where v / x and K_{v+1} / K_v both overflow.
+    return detail::is_nan(r) ? -detail::inf_value() : r;
 }
 
 /// float overloads: evaluated in double, rounded once.
