@@ -410,14 +410,31 @@ def test_vmf_fit_edge_cases():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("name", ["log_iv", "log_kv", "iv_ratio", "dlog_kv"])
+def test_gpu_against_reference(name):
+    import cupy as cp
+
+    v, x, r = REF["v"], REF["x"], REF[name]
+    g = to_host(getattr(special, name)(cp.asarray(v), cp.asarray(x)))
+    if name in ("log_iv", "log_kv"):
+        err = _scaled_ulps(g, r, v, x)
+        assert err.max() <= 4.0, _report(err, v, x)
+    else:
+        err = np.abs(g - r) / (EPS * np.abs(r))
+        assert err.max() <= 8.0, _report(err, v, x)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", ["log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv"])
 def test_gpu_matches_cpu(name, dtype):
     import cupy as cp
 
     rng = np.random.default_rng(3)
-    v = np.concatenate([REF["v"], rng.uniform(0, 50, 4000), 10 ** rng.uniform(-2, 7, 4000)])
-    x = np.concatenate([REF["x"], 10 ** rng.uniform(-1, 2, 4000), 10 ** rng.uniform(-6, 12, 4000)])
+    v = np.concatenate([REF["v"], rng.uniform(0, 50, 4000), 10 ** rng.uniform(-2, 7, 4000),
+                        [0.0, 0.5, 3.0, 1e7]])
+    x = np.concatenate([REF["x"], 10 ** rng.uniform(-1, 2, 4000), 10 ** rng.uniform(-6, 12, 4000),
+                        [0.0, np.inf, -1.0, np.nan]])
     v, x = v.astype(dtype), x.astype(dtype)
     fn = getattr(special, name)
     cpu = fn(v, x)
@@ -426,12 +443,15 @@ def test_gpu_matches_cpu(name, dtype):
     g = to_host(gpu)
     assert np.array_equal(np.isnan(g), np.isnan(cpu))
     ok = np.isfinite(cpu)
-    assert np.array_equal(g[~ok], cpu[~ok])
+    assert np.array_equal(g[~ok & ~np.isnan(cpu)], cpu[~ok & ~np.isnan(cpu)])
+    # Both sides are within the accuracy targets of the truth, with different libm roundings:
+    # float32 results round the same double computation; float64 may differ by two targets.
     eps = np.finfo(dtype).eps
     scale = np.maximum(np.abs(cpu[ok]).astype(np.float64), 1.0)
     if name in ("log_iv", "log_kv"):
-        scale = np.maximum(scale, np.hypot(v[ok], x[ok]))
-    assert np.max(np.abs(g[ok].astype(np.float64) - cpu[ok]) / (eps * scale)) <= 4
+        scale = np.maximum(scale, np.hypot(v[ok], x[ok]).astype(np.float64))
+    tol = 4 if dtype == np.float32 else 8
+    assert np.max(np.abs(g[ok].astype(np.float64) - cpu[ok]) / (eps * scale)) <= tol
 
 
 @pytest.mark.gpu
