@@ -38,14 +38,14 @@ CURVKIT_HD double inf_value() { return static_cast<double>(INFINITY); }
 CURVKIT_HD bool is_nan(double a) { return a != a; }
 CURVKIT_HD bool is_inf(double a) { return fabs(a) == static_cast<double>(INFINITY); }
 
-/// asinh(v / x) for v, x > 0, also where v / x overflows.
-CURVKIT_HD double asinh_ratio(double v, double x) {
+/// asinh(v / x) for v, x > 0 given h = hypot(v, x), also where v / x overflows:
+/// asinh(w) = log(w + sqrt(1 + w^2)) = log((v + h) / x).
+CURVKIT_HD double asinh_ratio(double v, double x, double h) {
     // Past w = 1e8, asinh(w) = log(2 w) + 1 / (4 w^2) to within 3e-17.
     if (v > 1e8 * x) return ln_2 + log(v) - log(x);
     const double w = v / x;
-    const double r = sqrt(madd(w, w, 1.0));
-    // log(w + r) cancels nothing for w >= 1/2; below, log1p keeps the small result exact.
-    return w >= 0.5 ? log(w + r) : log1p(w + w * w / (1.0 + r));
+    // For w < 1/2 the logarithm's argument is near 1: log1p keeps the small result exact.
+    return w >= 0.5 ? log((v + h) / x) : log1p(w + w * v / (x + h));
 }
 
 /// The pieces of the uniform expansion at (v, x): v eta = hypot(v, x) - v asinh(v / x),
@@ -60,7 +60,7 @@ CURVKIT_HD debye_point debye_at(double v, double x) {
     d.h = (v < 1e150 && x < 1e150) ? sqrt(madd(v, v, x * x)) : hypot(v, x);
     d.p = v / d.h;
     d.p2 = d.p * d.p;
-    d.veta = d.h - v * asinh_ratio(v, x);
+    d.veta = d.h - v * asinh_ratio(v, x, d.h);
     return d;
 }
 
@@ -325,9 +325,15 @@ CURVKIT_HD void small_order_kv(double v, double x, double& log_k, double& ratio)
     int expo = 0;
     const double two_over_x = 2.0 / x;
     for (int j = 1; j <= n; ++j) {
-        int e;
-        mant = frexp(mant * rho, &e);
-        expo += e;
+        // Every ratio is >= 1, so the product only grows; it is renormalised before it or the
+        // next ratio (up to ~1e302 for the smallest x) could overflow.
+        if (mant > 1e100 || rho > 1e200) {
+            int e1, e2;
+            mant = frexp(mant, &e1) * frexp(rho, &e2);
+            expo += e1 + e2;
+        } else {
+            mant *= rho;
+        }
         rho = 1.0 / rho + (u + j) * two_over_x;
     }
     log_k += log(mant) + expo * ln_2;
