@@ -6,12 +6,13 @@
 //     for every x, with as many terms as the order needs (detail/debye_tables.hpp).
 //   smaller v, x >= 20: the Hankel large-argument expansion (DLMF 10.40) when its terms fall
 //     below the rounding level before they turn to grow (a truncation test, not a region);
-//   otherwise, for x >= 20, log I and I_{v+1}/I_v from the uniform expansion at a higher order
-//     and the backward recurrence of the ratio; for x < 20 log I from the power series (all
-//     terms positive, summed relative to the first),
-//     K from Temme's series (x <= 2) or Steed's continued fraction (x > 2) at order
-//     |u| <= 1/2 and a forward recurrence in ratio form, the ratio I_{v+1}/I_v from its
-//     continued fraction.
+//     where the test fails, log I and I_{v+1}/I_v from the uniform expansion at an order
+//     above debye_min_order and the backward recurrence of the ratio;
+//   smaller v, x < 20: log I from the power series (all terms positive, summed relative to
+//     the first) and I_{v+1}/I_v from its continued fraction; K at the order |u| <= 1/2 from
+//     Temme's series (x <= 1/2), from Steed's continued fraction for K_{u+1}/K_u and the
+//     Wronskian (1/2 < x <= 2), or from Steed's fraction with its normalising sum (x > 2),
+//     then a forward recurrence in ratio form up to order v.
 // float arguments are evaluated in double and rounded once, which keeps them within an ulp.
 #pragma once
 
