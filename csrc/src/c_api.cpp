@@ -5,9 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "curvkit/device/log_bessel.hpp"
 #include "curvkit/linalg.hpp"
 #include "curvkit/runtime.hpp"
 #include "curvkit/sparse.hpp"
+#include "curvkit/special.hpp"
 
 namespace {
 
@@ -131,6 +133,22 @@ int curvkit_cg_solve(const curvkit_csr* A, const curvkit_dense* b, const curvkit
         }
     });
 }
+
+int curvkit_special_function(int fn, const curvkit_dense* v, const curvkit_dense* x,
+                             const curvkit_dense* out, void* stream) {
+    return guarded([&] {
+        if (!v || !x || !out)
+            throw curvkit::error(curvkit::status::invalid_value, "null argument");
+        curvkit::special_function(static_cast<curvkit::special_fn>(fn), to_view(*v), to_view(*x),
+                                  to_view(*out), stream);
+    });
+}
+
+double curvkit_log_iv(double v, double x) { return curvkit::device::log_iv(v, x); }
+
+double curvkit_log_kv(double v, double x) { return curvkit::device::log_kv(v, x); }
+
+double curvkit_iv_ratio(double v, double x) { return curvkit::device::iv_ratio(v, x); }
 
 const char* curvkit_last_error(void) { return last_error.c_str(); }
 

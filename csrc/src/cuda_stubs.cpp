@@ -35,6 +35,12 @@ void accumulate_probe_products(const block_ref<const T>&, const block_ref<const 
     no_cuda();
 }
 
+template <class T>
+void special_function(special_fn, const block_ref<const T>&, const block_ref<const T>&,
+                      const block_ref<T>&, void*) {
+    no_cuda();
+}
+
 std::size_t csr_check_workspace_size() noexcept { return 0; }
 
 template <class I>
@@ -108,6 +114,10 @@ template void accumulate_probe_products(const block_ref<const float>&,
 template void accumulate_probe_products(const block_ref<const double>&,
                                         const block_ref<const double>&, const block_ref<double>&,
                                         const block_ref<double>&, std::int64_t, void*);
+template void special_function(special_fn, const block_ref<const float>&,
+                               const block_ref<const float>&, const block_ref<float>&, void*);
+template void special_function(special_fn, const block_ref<const double>&,
+                               const block_ref<const double>&, const block_ref<double>&, void*);
 template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int32_t*,
                        const std::int32_t*, triangle, void*, void*);
 template int csr_check(std::int64_t, std::int64_t, std::int64_t, const std::int64_t*,

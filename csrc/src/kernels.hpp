@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "curvkit/special.hpp"
 #include "curvkit/types.hpp"
 
 namespace curvkit {
@@ -120,6 +121,10 @@ void cg_update_p(std::int64_t n, T* p, const T* src, const T* inv_diag, const cg
 /// ||b - ax||^2 per column; columns with b = 0 get x = 0.
 template <class T>
 void cg_finish(std::int64_t n, const T* b, const T* ax, T* x, const cg_state& s);
+/// out(i, j) = f(v(i, j), x(i, j)); views of one shape, zero strides for broadcast inputs.
+template <class T>
+void special_function(special_fn f, const block_ref<const T>& v, const block_ref<const T>& x,
+                      const block_ref<T>& out);
 }  // namespace cpu
 
 namespace cuda {
@@ -177,6 +182,10 @@ void zero_bytes(void* data, std::size_t bytes, void* stream);
 /// Copies `bytes` from the device to the host on `stream` and waits for that stream.
 void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream);
 
+/// As cpu::special_function, on `stream`.
+template <class T>
+void special_function(special_fn f, const block_ref<const T>& v, const block_ref<const T>& x,
+                      const block_ref<T>& out, void* stream);
 /// Bytes of device scratch the check needs.
 std::size_t csr_check_workspace_size() noexcept;
 /// Runs the check on `stream`, synchronises that stream and returns a csr_defect code.

@@ -290,6 +290,18 @@ PYBIND11_MODULE(_core, m) {
         py::arg("Z"), py::arg("HZ"), py::arg("mean"), py::arg("m2"), py::arg("count"),
         py::arg("device_id"), py::arg("stream"));
     m.def(
+        "special_function",
+        [](int fn, py::handle v, py::handle x, py::handle out, int device_id,
+           std::uintptr_t stream) {
+            const auto vv = view_of(v, device_id, false), xv = view_of(x, device_id, false);
+            const auto ov = view_of(out, device_id, true);
+            py::gil_scoped_release release;
+            curvkit::special_function(static_cast<curvkit::special_fn>(fn), vv, xv, ov,
+                                      reinterpret_cast<void*>(stream));
+        },
+        py::arg("fn"), py::arg("v"), py::arg("x"), py::arg("out"), py::arg("device_id"),
+        py::arg("stream"));
+    m.def(
         "_philox4x32_10",
         [](std::array<std::uint32_t, 4> ctr, std::uint32_t k0, std::uint32_t k1) {
             const auto r = curvkit::device::philox4x32_10({{ctr[0], ctr[1], ctr[2], ctr[3]}}, k0, k1);

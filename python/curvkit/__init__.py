@@ -1,13 +1,14 @@
 """curvkit: curvature kernels for NumPy and CuPy.
 
-Sparse Hessian-vector products, Hessian diagonal estimation (:mod:`curvkit.curvature`) and
-conjugate gradients (:mod:`curvkit.linalg`) on CPU (multithreaded) and GPU (CUDA), with a C++
+Sparse Hessian-vector products, Hessian diagonal estimation (:mod:`curvkit.curvature`),
+conjugate gradients (:mod:`curvkit.linalg`), log-space modified Bessel functions and von
+Mises-Fisher helpers (:mod:`curvkit.special`) on CPU (multithreaded) and GPU (CUDA), with a C++
 core that other extensions can link (see :func:`get_cmake_dir`).
 """
 
 from __future__ import annotations
 
-from . import _core, curvature, linalg
+from . import _core, curvature, linalg, special
 from ._build import build_info, get_cmake_dir, get_include, get_library
 from .sparse import CSRMatrix, as_operator, hvp
 
@@ -27,5 +28,6 @@ __all__ = [
     "get_library",
     "hvp",
     "linalg",
+    "special",
     "with_cuda",
 ]

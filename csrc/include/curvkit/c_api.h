@@ -83,6 +83,16 @@ CURVKIT_API int curvkit_cg_solve(const curvkit_csr* A, const curvkit_dense* b,
                                  const curvkit_dense* inv_diag,
                                  const curvkit_cg_options* options, void* workspace,
                                  size_t bytes, curvkit_cg_report* reports, void* stream);
+/** Elementwise special function fn of (v, x) into out; fn: 0 log I_v(x), 1 log K_v(x),
+ *  2 I_{v+1}(x)/I_v(x), 3 d/dx log I_v(x), 4 d/dx log K_v(x). See curvkit::special_function. */
+CURVKIT_API int curvkit_special_function(int fn, const curvkit_dense* v, const curvkit_dense* x,
+                                         const curvkit_dense* out, void* stream);
+
+/** Scalar log I_v(x), log K_v(x) and I_{v+1}(x)/I_v(x) in double precision (NaN outside the
+ *  domain); the same code as the array functions. */
+CURVKIT_API double curvkit_log_iv(double v, double x);
+CURVKIT_API double curvkit_log_kv(double v, double x);
+CURVKIT_API double curvkit_iv_ratio(double v, double x);
 
 /** Message of the last failure on this thread ("" after success). */
 CURVKIT_API const char* curvkit_last_error(void);

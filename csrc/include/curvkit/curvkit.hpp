@@ -5,5 +5,6 @@
 #include "curvkit/linalg.hpp"
 #include "curvkit/runtime.hpp"
 #include "curvkit/sparse.hpp"
+#include "curvkit/special.hpp"
 #include "curvkit/types.hpp"
 #include "curvkit/version.hpp"

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 from ._harness import REGISTRY, Row, gpu_available
 
 # Importing a module registers its benchmarks.
-from . import cg, curvature, hvp  # noqa: F401,E402
+from . import cg, curvature, hvp, special  # noqa: F401,E402
 
 __all__ = ["REGISTRY", "Row", "run"]
 

@@ -1,0 +1,103 @@
+"""log I_v(x) and log K_v(x): curvkit against SciPy's log(ive) + x on the CPU, and on the GPU
+against CuPy's i0e (the cost of the simplest Bessel kernel) and the memory floor."""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from .. import special
+from ._harness import Row, benchmark, device_copy_gbps, time_cpu_pair, time_gpu
+
+# Bytes an elementwise f(v, x) must move per element: two float64 reads and one write.
+_BYTES_PER_ELEMENT = 24
+
+
+def moderate_inputs(n: int, seed: int = 0):
+    """v ~ U[0, 50], x log-uniform in [0.1, 100]."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 50, n), 10 ** rng.uniform(-1, 2, n)
+
+
+def hard_inputs(n: int, seed: int = 1):
+    """v log-uniform in [1e2, 1e6], x log-uniform in [1e-6, 1e6]."""
+    rng = np.random.default_rng(seed)
+    return 10 ** rng.uniform(2, 6, n), 10 ** rng.uniform(-6, 6, n)
+
+
+def _scipy_log(name: str):
+    from scipy import special as sc
+
+    if name == "log_iv":
+        return lambda v, x: np.log(sc.ive(v, x)) + x
+    return lambda v, x: np.log(sc.kve(v, x)) - x
+
+
+def _scaled_diff(ours, peer, v, x) -> float:
+    """Largest |ours - peer| / max(|peer|, 1, hypot(v, x)) where the peer is finite."""
+    ok = np.isfinite(peer)
+    if not ok.any():
+        return 0.0
+    scale = np.maximum(np.maximum(np.abs(peer[ok]), 1.0), np.hypot(v[ok], x[ok]))
+    return float(np.max(np.abs(ours[ok] - peer[ok]) / scale))
+
+
+def _cpu_rows(name: str, quick: bool) -> List[Row]:
+    n = 10**5 if quick else 10**6
+    peer_fn = _scipy_log(name)
+    ours_fn = getattr(special, name)
+    rows = []
+    for label, (v, x) in (("v~U[0,50], x~logU[0.1,100]", moderate_inputs(n)),
+                          ("v~logU[1e2,1e6], x~logU[1e-6,1e6]", hard_inputs(n))):
+        ours, peer = time_cpu_pair(lambda: ours_fn(v, x), lambda: peer_fn(v, x), repeat=5)
+        with np.errstate(all="ignore"):
+            ref = peer_fn(v, x)
+        bad = int(np.count_nonzero(~np.isfinite(ref)))
+        problem = f"{label} n={n:.0e}, scipy non-finite {bad}"
+        rows.append(Row(f"special_{name}_cpu", problem, ours, peer, "scipy log(ive)+x"
+                        if name == "log_iv" else "scipy log(kve)-x", _BYTES_PER_ELEMENT * n,
+                        _scaled_diff(ours_fn(v, x), ref, v, x), 1e-12))
+    return rows
+
+
+@benchmark("special_log_iv_cpu", "cpu", "log I_v(x), all cores, vs numpy.log(scipy.special.ive) + x")
+def special_log_iv_cpu(quick: bool) -> List[Row]:
+    with np.errstate(all="ignore"):
+        return _cpu_rows("log_iv", quick)
+
+
+@benchmark("special_log_kv_cpu", "cpu", "log K_v(x), all cores, vs numpy.log(scipy.special.kve) - x")
+def special_log_kv_cpu(quick: bool) -> List[Row]:
+    with np.errstate(all="ignore"):
+        return _cpu_rows("log_kv", quick)
+
+
+@benchmark("special_log_iv_gpu", "gpu", "log I_v(x) and log K_v(x) on the GPU vs CuPy i0e and the memory floor")
+def special_log_iv_gpu(quick: bool) -> List[Row]:
+    import cupy as cp
+    from cupyx.scipy import special as csp
+
+    n = 10**6 if quick else 10**7
+    gbps = device_copy_gbps()
+    rows = []
+    for label, (v_h, x_h) in (("v~U[0,50], x~logU[0.1,100]", moderate_inputs(n)),
+                              ("v~logU[1e2,1e6], x~logU[1e-6,1e6]", hard_inputs(n))):
+        for dtype in (np.float64, np.float32):
+            v, x = cp.asarray(v_h, dtype), cp.asarray(x_h, dtype)
+            out = cp.empty(n, dtype)
+            i0e_out = cp.empty(n, dtype)
+            for name in ("log_iv", "log_kv"):
+                fn = getattr(special, name)
+                ours, ours_call = time_gpu(lambda: fn(v, x, out=out), n_repeat=20 if quick else 50)
+                peer, peer_call = time_gpu(lambda: csp.i0e(x, out=i0e_out),
+                                           n_repeat=20 if quick else 50)
+                cpu = fn(v_h.astype(dtype), x_h.astype(dtype))
+                diff = _scaled_diff(cp.asnumpy(fn(v, x)).astype(np.float64),
+                                    cpu.astype(np.float64), v_h, x_h)
+                bytes_per = 3 * np.dtype(dtype).itemsize
+                rows.append(Row(f"special_{name}_gpu", f"{label} n={n:.0e} {np.dtype(dtype).name}",
+                                ours, peer, "cupy i0e(x)", bytes_per * n, diff,
+                                1e-12 if dtype == np.float64 else 1e-6, bandwidth_gbps=gbps,
+                                ours_call_s=ours_call, peer_call_s=peer_call))
+    return rows

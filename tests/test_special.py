@@ -1,0 +1,504 @@
+"""curvkit.special: log-Bessel accuracy against a high-precision reference, ufunc semantics,
+domain edges, the C ABI, von Mises-Fisher helpers, and GPU against CPU."""
+
+from __future__ import annotations
+
+import ctypes
+import gzip
+import math
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import curvkit
+from curvkit import special
+
+from conftest import to_host
+
+EPS = np.finfo(np.float64).eps
+EPS32 = float(np.finfo(np.float32).eps)
+DATA = os.path.join(os.path.dirname(__file__), "data", "log_bessel_reference.csv.gz")
+
+
+def _load_reference():
+    rows = []
+    with gzip.open(DATA, "rt") as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            parts = line.strip().split(",")
+            rows.append([float(t) for t in parts[:6]])
+    a = np.array(rows)
+    return {name: a[:, i] for i, name in
+            enumerate(["v", "x", "log_iv", "log_kv", "iv_ratio", "dlog_kv"])}
+
+
+REF = _load_reference()
+
+
+def _scaled_ulps(c, r, v, x, eps=EPS):
+    """|c - r| / (eps max(|r|, 1, hypot(v, x))): what a backward-stable evaluation can meet
+    where log I and log K cross zero as differences of terms of size hypot(v, x)."""
+    return np.abs(c - r) / (eps * np.maximum(np.maximum(np.abs(r), 1.0), np.hypot(v, x)))
+
+
+def _regions(v, x):
+    """Named masks of the reference points, for the per-region report in failures."""
+    return {
+        "v < 21.4 (small order)": v < 21.4,
+        "v >= 21.4, x < 0.5 v": (v >= 21.4) & (x < 0.5 * v),
+        "v >= 21.4, 0.5 v <= x <= 2 v": (v >= 21.4) & (x >= 0.5 * v) & (x <= 2 * v),
+        "v >= 21.4, x > 2 v": (v >= 21.4) & (x > 2 * v),
+    }
+
+
+def _report(err, v, x):
+    out = []
+    for name, m in _regions(v, x).items():
+        if m.any():
+            i = np.argmax(np.where(m, err, -1))
+            out.append(f"{name}: max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}")
+    return "; ".join(out)
+
+
+def test_reference_covers_the_grid():
+    v, x = REF["v"], REF["x"]
+    assert len(v) > 800
+    for order in (0, 0.5, 1, 2.5, 10, 100, 1e3, 1e4, 1e5, 1e6):
+        on = v == order
+        assert on.sum() >= 20, order
+        assert x[on].min() <= 1e-6 * 1.0001 and x[on].max() >= 1e11
+    near = (v >= 100) & (np.abs(x - 0.66 * v) < 0.01 * v)
+    assert near.sum() >= 8  # the zero crossing of log K at x = 0.6627 v
+
+
+@pytest.mark.parametrize("name", ["log_iv", "log_kv"])
+def test_log_bessel_float64_within_4_scaled_ulps(name):
+    v, x, r = REF["v"], REF["x"], REF[name]
+    c = getattr(special, name)(v, x)
+    assert np.all(np.isfinite(c))
+    err = _scaled_ulps(c, r, v, x)
+    assert err.max() <= 4.0, _report(err, v, x)
+    # Plain relative error where it is meaningful: the value is not a cancelled difference.
+    big = np.abs(r) >= np.maximum(1.0, np.hypot(v, x))
+    rel = np.abs(c - r)[big] / (EPS * np.abs(r[big]))
+    assert rel.max() <= 4.0
+
+
+def test_iv_ratio_and_log_derivatives_float64():
+    v, x = REF["v"], REF["x"]
+    ratio = special.iv_ratio(v, x)
+    err = np.abs(ratio - REF["iv_ratio"]) / (EPS * REF["iv_ratio"])
+    assert err.max() <= 8.0, _report(err, v, x)
+    dk = special.dlog_kv(v, x)
+    err = np.abs(dk - REF["dlog_kv"]) / (EPS * np.abs(REF["dlog_kv"]))
+    assert err.max() <= 8.0, _report(err, v, x)
+    # d/dx log I = v/x + ratio: both terms positive, so its error is the ratio's at most.
+    di = special.dlog_iv(v, x)
+    exact = v / x + REF["iv_ratio"]
+    err = np.abs(di - exact) / (EPS * exact)
+    assert err.max() <= 8.0, _report(err, v, x)
+
+
+def test_iv_ratio_is_not_a_difference_of_logs():
+    # At v = 1e5 the difference of two logs of size 1e5 has lost ~5 digits; the direct ratio
+    # matches the reference to ulps.
+    m = REF["v"] == 1e5
+    v, x = REF["v"][m], REF["x"][m]
+    direct = special.iv_ratio(v, x)
+    via_logs = np.exp(special.log_iv(v + 1, x) - special.log_iv(v, x))
+    ref = REF["iv_ratio"][m]
+    assert np.max(np.abs(direct - ref) / ref) <= 8 * EPS
+    assert np.max(np.abs(via_logs - ref) / ref) > 100 * EPS
+
+
+@pytest.mark.parametrize("name", ["log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv"])
+def test_float32_within_4_float32_ulps(name):
+    # float32 inputs: the float64 evaluation at the same (rounded) inputs is the reference,
+    # itself checked above against the high-precision data.
+    v = REF["v"].astype(np.float32)
+    x = REF["x"].astype(np.float32)
+    ok = (x > 0) & np.isfinite(x)
+    v, x = v[ok], x[ok]
+    fn = getattr(special, name)
+    c = fn(v, x)
+    assert c.dtype == np.float32
+    r = fn(v.astype(np.float64), x.astype(np.float64))
+    representable = np.abs(r) < 3e38
+    c, r, vv, xx = c[representable], r[representable], v[representable], x[representable]
+    if name in ("log_iv", "log_kv"):
+        err = _scaled_ulps(c.astype(np.float64), r, vv, xx, EPS32)
+    else:
+        err = np.abs(c - r) / (EPS32 * np.abs(r))
+    assert err.max() <= 4.0, _report(err, vv.astype(float), xx.astype(float))
+
+
+def test_half_integer_orders_closed_form():
+    # I_{1/2}(x) = sqrt(2 / (pi x)) sinh x and K_{1/2}(x) = sqrt(pi / (2 x)) e^{-x}, at every
+    # scale of x; log sinh x = x + log1p(-e^{-2x}) - log 2.
+    x = np.logspace(-300, 300, 1201)
+    big = x > 1e-3
+    log_sinh = np.empty_like(x)
+    log_sinh[big] = x[big] + np.log1p(-np.exp(-2 * x[big])) - math.log(2)
+    s = x[~big]
+    log_sinh[~big] = np.log(s) + np.log1p(s * s / 6 + s**4 / 120)
+    log_i = 0.5 * (math.log(2 / math.pi) - np.log(x)) + log_sinh
+    log_k = 0.5 * (math.log(math.pi / 2) - np.log(x)) - x
+    assert _scaled_ulps(special.log_iv(0.5, x), log_i, 0.5, x).max() <= 4
+    assert _scaled_ulps(special.log_kv(0.5, x), log_k, 0.5, x).max() <= 4
+    # I_{3/2} / I_{1/2} = coth x - 1 / x (cancelling at small x: evaluated in mpmath)
+    import mpmath as mp
+
+    xs = np.logspace(-6, 3, 91)
+    with mp.workdps(40):
+        ratio = np.array([float(mp.coth(t) - 1 / mp.mpf(t)) for t in xs])
+    assert np.max(np.abs(special.iv_ratio(0.5, xs) - ratio) / ratio) <= 8 * EPS
+
+
+def test_no_nonfinite_output_on_the_full_range():
+    v = np.concatenate([[0.0, 1e-300, 0.5, 21.39, 21.4], np.logspace(-3, 7, 61)])
+    x = np.concatenate([[1e-300, 1e300], np.logspace(-300, 300, 241)])
+    V, X = np.meshgrid(v, x)
+    for name in ("log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv"):
+        out = getattr(special, name)(V, X)
+        bad = ~np.isfinite(out)
+        assert not bad.any(), (name, V[bad][:5], X[bad][:5])
+    # Monotone in x for fixed v: log I increasing, log K decreasing.
+    for order in (0.0, 3.3, 50.0, 1e4, 1e7):
+        xs = np.logspace(-300, 300, 2001)
+        li, lk = special.log_iv(order, xs), special.log_kv(order, xs)
+        assert np.all(np.diff(li) >= 0) and np.all(np.diff(lk) <= 0)
+    r = special.iv_ratio(V, X)
+    assert np.all((r >= 0) & (r <= 1))
+    # Below the domain (subnormal x) the results may saturate to +-inf, but are never NaN.
+    tiny = np.array([5e-324, 1e-310, 1e-305])
+    for name in ("log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv"):
+        out = getattr(special, name)(np.array([0.0, 0.3, 5.0, 30.0, 1e7])[:, None], tiny)
+        assert not np.isnan(out).any(), name
+
+
+def test_domain_edges():
+    nan, inf = np.nan, np.inf
+    assert special.log_iv(0, 0) == 0.0
+    assert special.log_iv(2.5, 0) == -inf
+    assert special.log_iv(-3, 0) == -inf  # I_{-n} = I_n
+    assert special.log_kv(1.5, 0) == inf
+    assert special.log_kv(0, 0) == inf
+    for fn in (special.log_iv, special.log_kv, special.iv_ratio, special.dlog_iv,
+               special.dlog_kv):
+        assert np.isnan(fn(1.0, -1.0))
+        assert np.isnan(fn(nan, 1.0))
+        assert np.isnan(fn(1.0, nan))
+    assert special.log_iv(1.0, inf) == inf and special.log_kv(1.0, inf) == -inf
+    assert special.iv_ratio(3.0, 0.0) == 0.0 and special.iv_ratio(3.0, inf) == 1.0
+    assert special.dlog_kv(2.0, 0.0) == -inf and special.dlog_kv(2.0, inf) == -1.0
+    # Reflection: K_{-v} = K_v; I_{-n} = I_n; I_{-v} for non-integer v from I_v and K_v.
+    x = np.logspace(-3, 3, 31)
+    assert np.array_equal(special.log_kv(-7.3, x), special.log_kv(7.3, x))
+    assert np.array_equal(special.log_iv(-4.0, x), special.log_iv(4.0, x))
+    from scipy import special as sc
+
+    xs = x[x < 500]  # where SciPy's iv stays finite
+    ref = np.log(sc.iv(-0.3, xs))
+    assert np.max(np.abs(special.log_iv(-0.3, xs) - ref) / np.maximum(1, np.abs(ref))) < 1e-14
+    # I_{-1.5}(x) < 0 at small x: the log of a negative value is NaN, as in SciPy.
+    neg = sc.iv(-1.5, x) < 0
+    assert neg.any() and np.all(np.isnan(special.log_iv(-1.5, x)[neg]))
+    assert np.all(np.isfinite(special.log_iv(-1.5, x)[~neg]))
+    assert np.allclose(special.iv_ratio(-2.5, 3.0), sc.iv(-1.5, 3.0) / sc.iv(-2.5, 3.0),
+                       rtol=1e-13)
+
+
+def test_against_scipy_where_scipy_is_finite():
+    rng = np.random.default_rng(1)
+    v = rng.uniform(0, 50, 2000)
+    x = 10 ** rng.uniform(-1, 2, 2000)
+    from scipy import special as sc
+
+    ref_i = np.log(sc.ive(v, x)) + x
+    ref_k = np.log(sc.kve(v, x)) - x
+    ok = np.isfinite(ref_i) & np.isfinite(ref_k)
+    assert _scaled_ulps(special.log_iv(v, x)[ok], ref_i[ok], v[ok], x[ok]).max() < 64
+    assert _scaled_ulps(special.log_kv(v, x)[ok], ref_k[ok], v[ok], x[ok]).max() < 64
+
+
+# ---- ufunc semantics ----------------------------------------------------------------------
+
+
+def test_scalars_in_scalar_out():
+    r = special.log_iv(1.0, 2.0)
+    assert isinstance(r, np.float64)
+    assert isinstance(special.log_kv(np.float32(1), np.float32(2)), np.float32)
+    assert isinstance(special.iv_ratio(np.array(1.0), 2), np.float64)
+    assert special.log_iv(2, 3).dtype == np.float64  # integers -> float64
+
+
+def test_dtype_promotion():
+    f32 = np.ones(3, np.float32)
+    assert special.log_iv(f32, f32).dtype == np.float32
+    assert special.log_iv(f32, 2.0).dtype == np.float32  # Python scalars are weak
+    assert special.log_iv(f32, np.ones(3)).dtype == np.float64
+    assert special.log_iv(np.arange(3), np.arange(1, 4)).dtype == np.float64
+    with pytest.raises(TypeError):
+        special.log_iv(np.ones(2, np.complex128), 1.0)
+
+
+def test_broadcasting_and_layouts():
+    v = np.array([0.0, 1.5, 40.0, 2e3])
+    x = np.logspace(-2, 4, 7)
+    expect = np.array([[special.log_iv(a, b) for b in x] for a in v])
+    assert np.array_equal(special.log_iv(v[:, None], x[None, :]), expect)
+    assert np.array_equal(special.log_iv(v[:, None], x), expect)
+    assert np.array_equal(special.log_iv(v[::-1, None], x)[::-1], expect)  # negative strides
+    F = np.asfortranarray(np.broadcast_to(x, (4, 7)))
+    assert np.array_equal(special.log_iv(v[:, None], F), expect)
+    cube = special.log_iv(v[:, None, None], np.stack([x, x])[None])  # 3-D
+    assert cube.shape == (4, 2, 7) and np.array_equal(cube[:, 1], expect)
+    assert special.log_iv(np.empty((0, 3)), 1.0).shape == (0, 3)
+    with pytest.raises(ValueError):
+        special.log_iv(np.ones(3), np.ones(4))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=4, max_side=4),
+       dtype=st.sampled_from([np.float32, np.float64, np.int32, np.int64]),
+       seed=st.integers(0, 2**31 - 1))
+def test_broadcasting_property(shapes, dtype, seed):
+    rng = np.random.default_rng(seed)
+    (sv, sx), shape = shapes.input_shapes, shapes.result_shape
+    v = (rng.uniform(0, 60, sv)).astype(dtype)
+    x = (rng.uniform(0.01, 80, sx)).astype(dtype)
+    res = special.log_kv(v, x)
+    expect_dtype = np.float32 if dtype == np.float32 else np.float64
+    assert np.shape(res) == shape and np.asarray(res).dtype == expect_dtype
+    bv, bx = np.broadcast_arrays(v.astype(expect_dtype), x.astype(expect_dtype))
+    flat = special.log_kv(np.ascontiguousarray(bv).ravel(), np.ascontiguousarray(bx).ravel())
+    assert np.array_equal(np.asarray(res).ravel(), flat)
+
+
+def test_out_argument():
+    v, x = np.linspace(0, 30, 12).reshape(3, 4), 2.5
+    out = np.empty((3, 4))
+    res = special.log_kv(v, x, out=out)
+    assert res is out and np.array_equal(out, special.log_kv(v, x))
+    outF = np.empty((3, 4), order="F")
+    special.log_kv(v, x, out=outF)
+    assert np.array_equal(outF, out)
+    out3 = np.empty((2, 3, 4))
+    special.log_iv(v[None], np.full((2, 1, 1), x), out=out3)
+    assert np.array_equal(out3[1], special.log_iv(v, x))
+    xs = np.linspace(1, 5, 5)
+    expect = special.iv_ratio(3.0, xs)
+    special.iv_ratio(3.0, xs, out=xs)  # in place
+    assert np.array_equal(xs, expect)
+    with pytest.raises(ValueError):
+        special.log_iv(v, x, out=np.empty((4, 3)))
+    with pytest.raises(TypeError):
+        special.log_iv(v, x, out=np.empty((3, 4), np.float32))
+    with pytest.raises(ValueError):
+        special.log_iv(v, x, out=np.empty((3, 8))[:, ::2])
+    ro = np.empty((3, 4))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError):
+        special.log_iv(v, x, out=ro)
+    with pytest.raises(ValueError):  # out overlapping a broadcast input
+        a = np.ones(4)
+        special.log_iv(np.broadcast_to(a, (1, 4))[0], a[::-1], out=a)
+
+
+def test_c_abi_scalars_and_arrays():
+    lib = ctypes.CDLL(curvkit.get_library())
+    for name in ("curvkit_log_iv", "curvkit_log_kv", "curvkit_iv_ratio"):
+        getattr(lib, name).restype = ctypes.c_double
+        getattr(lib, name).argtypes = [ctypes.c_double, ctypes.c_double]
+    assert lib.curvkit_log_iv(1e6, 1e3) == special.log_iv(1e6, 1e3)
+    assert lib.curvkit_log_kv(2.5, 7.0) == special.log_kv(2.5, 7.0)
+    assert lib.curvkit_iv_ratio(100.0, 66.0) == special.iv_ratio(100.0, 66.0)
+
+    class Dense(ctypes.Structure):
+        _fields_ = [("data", ctypes.c_void_p), ("dtype", ctypes.c_int32),
+                    ("device", ctypes.c_int32), ("device_id", ctypes.c_int32),
+                    ("ndim", ctypes.c_int32), ("rows", ctypes.c_int64), ("cols", ctypes.c_int64),
+                    ("row_stride", ctypes.c_int64), ("col_stride", ctypes.c_int64)]
+
+    def dense(a, stride=1):
+        return Dense(a.ctypes.data, 1, 0, 0, 1, a.shape[0], 1, stride, 1)
+
+    v, x, out = np.linspace(0, 50, 9), np.array([3.0]), np.empty(9)
+    lib.curvkit_special_function.argtypes = [ctypes.c_int] + [ctypes.POINTER(Dense)] * 3 + [
+        ctypes.c_void_p]
+    rc = lib.curvkit_special_function(1, dense(v), Dense(x.ctypes.data, 1, 0, 0, 1, 9, 1, 0, 1),
+                                      dense(out), None)
+    assert rc == 0 and np.array_equal(out, special.log_kv(v, 3.0))
+    assert lib.curvkit_special_function(9, dense(v), dense(v), dense(out), None) == 1
+
+
+# ---- von Mises-Fisher --------------------------------------------------------------------
+
+
+def test_vmf_closed_forms_in_three_dimensions():
+    import mpmath as mp
+
+    kappa = np.logspace(-3, 3, 61)
+    with mp.workdps(40):
+        a3 = np.array([float(mp.coth(k) - 1 / mp.mpf(k)) for k in kappa])
+    assert np.allclose(special.vmf_mean_length(3, kappa), a3, rtol=1e-14, atol=0)
+    # C_3(kappa) = kappa / (4 pi sinh kappa)
+    log_sinh = kappa + np.log1p(-np.exp(-2 * kappa)) - math.log(2)
+    c3 = np.log(kappa) - math.log(4 * math.pi) - log_sinh
+    assert np.allclose(special.vmf_log_normalizer(3, kappa), c3, rtol=1e-13, atol=1e-13)
+    assert special.vmf_log_normalizer(3, 0.0) == pytest.approx(-math.log(4 * math.pi))
+    # p = 2048: at kappa = 0 the uniform density; continuous there.
+    small = special.vmf_log_normalizer(2048, np.array([0.0, 1e-8]))
+    assert small[0] == pytest.approx(small[1], rel=1e-12)
+
+
+def _sample_vmf(rng, mu, kappa, n):
+    """Wood's (1994) rejection sampler for the von Mises-Fisher distribution."""
+    p = mu.shape[0]
+    b = (p - 1) / (2 * kappa + math.sqrt(4 * kappa * kappa + (p - 1) ** 2))
+    x0 = (1 - b) / (1 + b)
+    c = kappa * x0 + (p - 1) * math.log(1 - x0 * x0)
+    w = np.empty(n)
+    filled = 0
+    while filled < n:
+        z = rng.beta((p - 1) / 2, (p - 1) / 2, size=2 * (n - filled))
+        cand = (1 - (1 + b) * z) / (1 - (1 - b) * z)
+        u = rng.random(cand.shape)
+        ok = kappa * cand + (p - 1) * np.log(1 - x0 * cand) - c >= np.log(u)
+        take = cand[ok][: n - filled]
+        w[filled:filled + take.size] = take
+        filled += take.size
+    g = rng.standard_normal((n, p))
+    g -= np.outer(g @ mu, mu)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    return w[:, None] * mu + np.sqrt(1 - w * w)[:, None] * g
+
+
+@pytest.mark.parametrize("p, kappa, n", [(2048, 1500.0, 2000), (8192, 8000.0, 600),
+                                         (32768, 40000.0, 150)])
+def test_vmf_fit_recovers_kappa_in_high_dimension(p, kappa, n):
+    rng = np.random.default_rng(p)
+    mu = rng.standard_normal(p)
+    mu /= np.linalg.norm(mu)
+    X = _sample_vmf(rng, mu, kappa, n)
+    mu_hat, kappa_hat = special.vmf_fit(X)
+    # The Newton solution is exact: A_p(kappa_hat) reproduces the mean resultant length.
+    rbar = np.linalg.norm(X.sum(0)) / n
+    assert special.vmf_mean_length(p, kappa_hat) == pytest.approx(rbar, rel=1e-13)
+    assert kappa_hat == pytest.approx(kappa, rel=0.05)  # sampling error of N samples
+    assert float(mu_hat @ mu) > 0.99
+
+
+def test_vmf_fit_edge_cases():
+    e = np.zeros((3, 4))
+    e[:, 0] = 1
+    assert special.vmf_fit(e)[1] == math.inf
+    opposite = np.array([[1.0, 0, 0], [-1.0, 0, 0]])
+    assert special.vmf_fit(opposite)[1] == 0.0
+    with pytest.raises(ValueError):
+        special.vmf_fit(np.ones(3))
+    with pytest.raises(ValueError):
+        special.vmf_fit(np.zeros((2, 3)))
+
+
+# ---- GPU -----------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["log_iv", "log_kv", "iv_ratio", "dlog_kv"])
+def test_gpu_against_reference(name):
+    import cupy as cp
+
+    v, x, r = REF["v"], REF["x"], REF[name]
+    g = to_host(getattr(special, name)(cp.asarray(v), cp.asarray(x)))
+    if name in ("log_iv", "log_kv"):
+        err = _scaled_ulps(g, r, v, x)
+        assert err.max() <= 4.0, _report(err, v, x)
+    else:
+        err = np.abs(g - r) / (EPS * np.abs(r))
+        assert err.max() <= 8.0, _report(err, v, x)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv"])
+def test_gpu_matches_cpu(name, dtype):
+    import cupy as cp
+
+    rng = np.random.default_rng(3)
+    v = np.concatenate([REF["v"], rng.uniform(0, 50, 4000), 10 ** rng.uniform(-2, 7, 4000),
+                        [0.0, 0.5, 3.0, 1e7]])
+    x = np.concatenate([REF["x"], 10 ** rng.uniform(-1, 2, 4000), 10 ** rng.uniform(-6, 12, 4000),
+                        [0.0, np.inf, -1.0, np.nan]])
+    v, x = v.astype(dtype), x.astype(dtype)
+    fn = getattr(special, name)
+    cpu = fn(v, x)
+    gpu = fn(cp.asarray(v), cp.asarray(x))
+    assert isinstance(gpu, cp.ndarray) and gpu.dtype == dtype
+    g = to_host(gpu)
+    assert np.array_equal(np.isnan(g), np.isnan(cpu))
+    ok = np.isfinite(cpu)
+    assert np.array_equal(g[~ok & ~np.isnan(cpu)], cpu[~ok & ~np.isnan(cpu)])
+    # Both sides are within the accuracy targets of the truth, with different libm roundings:
+    # float32 results round the same double computation; float64 may differ by two targets.
+    eps = np.finfo(dtype).eps
+    scale = np.maximum(np.abs(cpu[ok]).astype(np.float64), 1.0)
+    if name in ("log_iv", "log_kv"):
+        scale = np.maximum(scale, np.hypot(v[ok], x[ok]).astype(np.float64))
+    tol = 4 if dtype == np.float32 else 8
+    assert np.max(np.abs(g[ok].astype(np.float64) - cpu[ok]) / (eps * scale)) <= tol
+
+
+@pytest.mark.gpu
+def test_gpu_semantics():
+    import cupy as cp
+
+    v = cp.linspace(0, 100, 12).reshape(3, 4)
+    out = cp.empty((3, 4))
+    assert special.log_iv(v, 2.0, out=out) is out
+    assert np.array_equal(to_host(out), special.log_iv(to_host(v), 2.0))
+    r = special.log_kv(cp.float64(2.0), cp.asarray(3.0))
+    assert isinstance(r, cp.ndarray)
+    with pytest.raises(TypeError):
+        special.log_iv(v, np.ones(4))
+    with pytest.raises(TypeError):
+        special.log_iv(np.ones(4), 2.0, out=cp.empty(4))
+    s = cp.cuda.Stream(non_blocking=True)
+    with s:
+        a = special.log_iv(v, v)
+    s.synchronize()
+    assert np.array_equal(to_host(a), special.log_iv(to_host(v), to_host(v)))
+
+
+@pytest.mark.gpu
+def test_gpu_vmf_fit():
+    import cupy as cp
+
+    rng = np.random.default_rng(7)
+    p, kappa = 2048, 1500.0
+    mu = rng.standard_normal(p)
+    mu /= np.linalg.norm(mu)
+    X = _sample_vmf(rng, mu, kappa, 500)
+    mu_c, k_c = special.vmf_fit(X)
+    mu_g, k_g = special.vmf_fit(cp.asarray(X))
+    assert isinstance(mu_g, cp.ndarray)
+    assert k_g == pytest.approx(k_c, rel=1e-12)
+    assert np.allclose(to_host(mu_g), mu_c, rtol=0, atol=1e-12)
+
+
+def test_bench_rows_for_special(tmp_path):
+    import json
+
+    from curvkit.benchmarks import run
+
+    path = tmp_path / "bench.json"
+    assert run(quick=True, only=["special_log_iv_cpu"], json_path=str(path), device="cpu") == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["name"] for r in rows] == ["special_log_iv_cpu"] * 2
+    assert "scipy non-finite 0" in rows[0]["problem"]  # the moderate range
+    assert "scipy non-finite 0" not in rows[1]["problem"]  # the hard range
