@@ -8,9 +8,19 @@ core that other extensions can link (see :func:`get_cmake_dir`).
 
 from __future__ import annotations
 
-from . import _core, curvature, linalg, special
-from ._build import build_info, get_cmake_dir, get_include, get_library
-from .sparse import CSRMatrix, as_operator, hvp
+import os
+
+# Idle OpenMP workers spin before they sleep, by default for ~300k iterations (libgomp reads
+# this once, when the core library loads it below). On a machine whose cores are shared, that
+# spinning between two kernels takes the core another process needs, and a 2-thread CG step
+# measured 25 ms instead of 5 ms with another process busy on one of two cores. A short spin
+# keeps back-to-back kernels warm and lets go of the core soon after; the user's choice wins.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
+
+from . import _core, curvature, linalg, special  # noqa: E402
+from ._build import build_info, get_cmake_dir, get_include, get_library  # noqa: E402
+from .sparse import CSRMatrix, as_operator, hvp  # noqa: E402
 
 __version__: str = _core.version()
 
