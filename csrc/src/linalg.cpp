@@ -370,9 +370,11 @@ void cg_solve(const csr_view* A, const cg_blocks& v, const cg_options& o, const 
                 const cg_state s = carve(workspace, L, k, ring_rows_for(dev, o));
                 const T* r = static_cast<const T*>(v.r.data);
                 const T* d = static_cast<const T*>(v.inv_diag.data);
-                // Short rows (stencils) read their neighbours' r and p from cache; long, scattered
-                // rows would pay two or three scattered loads per entry for the fused step.
-                hooks.fuse_next = A->nnz <= 8 * A->rows;
+                // On a GPU, short rows (stencils) read their neighbours' r and p from cache, and
+                // the step saves a pass; long, scattered rows would pay two or three scattered
+                // loads per entry. A CPU core pays for it in arithmetic instead (p'_j recomputed
+                // for each of a row's entries, not vectorised) and measured no faster with it.
+                hooks.fuse_next = dev == device_kind::cuda && A->nnz <= 8 * A->rows;
                 hooks.product_dot = [&, s, r, d](const void* cur, void* next, void* on) {
                     const auto* pc = static_cast<const T*>(cur);
                     auto* pn = static_cast<T*>(next);
