@@ -7,7 +7,7 @@ core that other extensions can link (see :func:`get_cmake_dir`).
 
 from __future__ import annotations
 
-from . import _core, curvature, linalg
+from . import _core, curvature, linalg, ot
 from ._build import build_info, get_cmake_dir, get_include, get_library
 from .sparse import CSRMatrix, as_operator, hvp
 
@@ -27,5 +27,6 @@ __all__ = [
     "get_library",
     "hvp",
     "linalg",
+    "ot",
     "with_cuda",
 ]

@@ -12,6 +12,18 @@ def fill_gaussian(Z: Any, seed: int, first_probe: int, device_id: int, stream: i
 def accumulate_probe_products(
     Z: Any, HZ: Any, mean: Any, m2: Any, count: int, device_id: int, stream: int
 ) -> None: ...
+def ot_lse_update(
+    K: Any, v: Any, w: Any, reg: float, batch: int, u: Any, marginal: Any, error: Any,
+    device_id: int, stream: int,
+) -> None: ...
+def ot_plan_sums(
+    M: Any, f: Any, g: Any, reg: float, threshold: float, row_sum: Any, col_sum: Any,
+    cost: Any, row_count: Any, device_id: int, stream: int,
+) -> None: ...
+def ot_plan_gather(
+    M: Any, f: Any, g: Any, reg: float, threshold: float, starts: Any, col_offset: int,
+    indices: Any, values: Any, device_id: int, stream: int,
+) -> None: ...
 def _philox4x32_10(ctr: list[int], k0: int, k1: int) -> list[int]: ...
 
 class CsrHandle:
