@@ -381,6 +381,8 @@ def sinkhorn_potentials(
     switch_error: float = 1e-2,
     density: float = 1e-2,
     cg_rtol: float = 1e-2,
+    continuation: Optional[float] = 1e-3,
+    eps_scaling: float = 10.0,
     check_every: Optional[int] = None,
     stream: Any = None,
 ) -> SinkhornResult:
@@ -416,6 +418,12 @@ def sinkhorn_potentials(
         reduces the error less than 4x.
     cg_rtol : float
         SNS: largest relative residual of the CG solves (tightened to the marginal error).
+    continuation : float or None
+        SNS: when ``reg`` is below ``continuation * (max M - min M)``, solve first with
+        ``reg * eps_scaling^k`` (k = K, ..., 1; the largest not above twice that level) to 1e-6,
+        each stage starting from the previous potentials. ``None`` disables it.
+    eps_scaling : float
+        SNS: ratio between the regularisations of consecutive continuation stages.
     check_every : int, optional
         Sinkhorn iterations between error checks (1 on the CPU, 10 on a GPU, where each check
         reads a scalar back).
@@ -450,11 +458,15 @@ def sinkhorn_potentials(
         if gpu:
             s = stack.enter_context(_arrays.on_stream(True, stream))
             stack.enter_context(_arrays.on_device(xp, dev))
+        # A rejected line-search trial may overflow to inf; it is detected and discarded.
+        stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
         if batched:
             return _solve_batch(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart,
-                                n_warmup, switch_error, density, cg_rtol, check_every, s)
+                                n_warmup, switch_error, density, cg_rtol, continuation,
+                                eps_scaling, check_every, s)
         return _solve_one(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart,
-                          n_warmup, switch_error, density, cg_rtol, check_every, s)
+                          n_warmup, switch_error, density, cg_rtol, continuation, eps_scaling,
+                          check_every, s)
 
 
 def _warm(xp: ModuleType, warmstart: Any, shape_f: tuple, shape_g: tuple, reg: float,
@@ -477,8 +489,24 @@ def _warm(xp: ModuleType, warmstart: Any, shape_f: tuple, shape_g: tuple, reg: f
     return out[0], out[1]
 
 
+def _stages(xp: ModuleType, M: Any, reg: float, continuation: Optional[float],
+            scaling: float) -> list:
+    """Regularisations of the continuation, ending with reg: from the largest reg * scaling^k
+    not above twice continuation * (cost range), so that each stage starts from the potentials of a
+    smoother problem."""
+    if continuation is None or scaling <= 1:
+        return [reg]
+    span = float(M.max() - M.min())
+    top = continuation * span
+    stages = [reg]
+    while stages[-1] * scaling <= 2 * top:
+        stages.append(stages[-1] * scaling)
+    return stages[::-1]
+
+
 def _solve_one(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart, n_warmup,
-               switch_error, density, cg_rtol, check_every, stream) -> SinkhornResult:
+               switch_error, density, cg_rtol, continuation, eps_scaling, check_every,
+               stream) -> SinkhornResult:
     n, m = M.shape
     f0, g0 = _warm(xp, warmstart, (n,), (m,), reg, dtype)
     # Zero-mass entries carry no constraint (their potentials are -inf): solve on the support.
@@ -500,13 +528,23 @@ def _solve_one(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart, 
         its, err = _sinkhorn_phase(K, f, g, As, Bs, reg, numItermax, stopThr, check_every,
                                    history)
     else:
-        warm = min(n_warmup, numItermax)
-        its, err = _sinkhorn_phase(K, f, g, As, Bs, reg, warm, max(stopThr, switch_error),
-                                   min(check_every, 5), history)
-        f, g, newton_steps, fallback, cg_its, err, kept = _newton_phase(
-            K, f, g, As, Bs, reg, numItermax - its, stopThr, history, density, cg_rtol,
-            max(check_every, 10))
-        its += fallback
+        its = 0
+        stages = _stages(xp, Ms, reg, continuation, eps_scaling)
+        for k, reg_k in enumerate(stages):
+            last = k == len(stages) - 1
+            # Intermediate stages only need to hand a good start to the next, smaller reg.
+            thr = stopThr if last else max(stopThr, 1e-6)
+            budget = numItermax - its - newton_steps
+            warm = min(n_warmup, budget)
+            done, err = _sinkhorn_phase(K, f, g, As, Bs, reg_k, warm, max(thr, switch_error),
+                                        min(check_every, 5), history)
+            its += done
+            f, g, steps, fallback, cgi, err, kept = _newton_phase(
+                K, f, g, As, Bs, reg_k, budget - done, thr, history, density, cg_rtol,
+                max(check_every, 10))
+            its += fallback
+            newton_steps += steps
+            cg_its += cgi
     r, c, cost = K.sums(f, g, reg, math.inf)
     err = float(xp.abs(r - As).sum() + xp.abs(c - Bs).sum())
     cost_v = float(cost[0])
@@ -529,14 +567,16 @@ def _solve_one(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart, 
 
 
 def _solve_batch(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart, n_warmup,
-                 switch_error, density, cg_rtol, check_every, stream) -> SinkhornResult:
+                 switch_error, density, cg_rtol, continuation, eps_scaling, check_every,
+                 stream) -> SinkhornResult:
     B, n, m = M.shape
     if method == "sns":
         # Newton systems differ per problem: solve them one after the other.
         parts = [
             _solve_one(xp, a[k], b[k], M[k], dtype, reg, method, numItermax, stopThr,
                        None if warmstart is None else (warmstart[0][k], warmstart[1][k]),
-                       n_warmup, switch_error, density, cg_rtol, check_every, stream)
+                       n_warmup, switch_error, density, cg_rtol, continuation, eps_scaling,
+                       check_every, stream)
             for k in range(B)
         ]
         return SinkhornResult(
