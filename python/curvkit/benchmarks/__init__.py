@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 from ._harness import REGISTRY, Row, gpu_available
 
 # Importing a module registers its benchmarks.
-from . import cg, curvature, hvp  # noqa: F401,E402
+from . import cg, curvature, hvp, ot  # noqa: F401,E402
 
 __all__ = ["REGISTRY", "Row", "run"]
 
@@ -74,6 +74,8 @@ def _print_table(rows: Sequence[Row]) -> None:
         print(f"{r.name:<24} {r.problem:<30} {_fmt_time(r.ours_s):>10} {_fmt_time(r.peer_s):>10}"
               f" {r.peer:<14} {r.speedup:>7.2f}x {r.gbps:>7.1f} {_fmt_time(r.floor_s):>9}"
               f" {r.max_rel_diff:>12.1e}")
+        if r.extra:
+            print("    " + ", ".join(f"{k} {v}" for k, v in r.extra.items()))
 
 
 def _fmt_time(s: Optional[float]) -> str:

@@ -23,6 +23,7 @@ class Row:
     bandwidth_gbps: Optional[float] = None  # the device copy rate the floor is taken from
     ours_call_s: Optional[float] = None  # GPU: host time per call, launch overhead included
     peer_call_s: Optional[float] = None
+    extra: Optional[dict] = None  # benchmark-specific figures (iterations, errors reached)
 
     @property
     def speedup(self) -> float:
