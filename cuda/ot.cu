@@ -176,7 +176,8 @@ void ot_plan_sums(i64 n, i64 m, const T* M, const T* f, const T* g, T reg, T thr
                "ot_plan_sums: zeroing");
     cuda_check(cudaMemsetAsync(col_sum, 0, sizeof(T) * static_cast<std::size_t>(m), s),
                "ot_plan_sums: zeroing");
-    if (cost != nullptr) cuda_check(cudaMemsetAsync(cost, 0, sizeof(T), s), "ot_plan_sums: zeroing");
+    if (cost != nullptr)
+        cuda_check(cudaMemsetAsync(cost, 0, sizeof(T), s), "ot_plan_sums: zeroing");
     if (row_count != nullptr)
         cuda_check(cudaMemsetAsync(row_count, 0, sizeof(i64) * static_cast<std::size_t>(n), s),
                    "ot_plan_sums: zeroing");

@@ -339,7 +339,8 @@ PYBIND11_MODULE(_core, m) {
                         py::object row_count, int device_id, std::uintptr_t stream) {
             const auto mv = view_of(M, device_id, false), fv = view_of(f, device_id, false);
             const auto gv = view_of(g, device_id, false);
-            const auto rs = view_of(row_sum, device_id, true), cs = view_of(col_sum, device_id, true);
+            const auto rs = view_of(row_sum, device_id, true);
+            const auto cs = view_of(col_sum, device_id, true);
             curvkit::dense_view cv, nv;
             const auto* cp = optional_view(cost, device_id, cv);
             const auto* np_ = optional_view(row_count, device_id, nv);
@@ -357,7 +358,8 @@ PYBIND11_MODULE(_core, m) {
            int device_id, std::uintptr_t stream) {
             const auto mv = view_of(M, device_id, false), fv = view_of(f, device_id, false);
             const auto gv = view_of(g, device_id, false), sv = view_of(starts, device_id, false);
-            const auto iv = view_of(indices, device_id, true), vv = view_of(values, device_id, true);
+            const auto iv = view_of(indices, device_id, true);
+            const auto vv = view_of(values, device_id, true);
             py::gil_scoped_release release;
             curvkit::ot_plan_gather(mv, fv, gv, reg, threshold, sv, col_offset, iv, vv,
                                     reinterpret_cast<void*>(stream));

@@ -377,7 +377,7 @@ def sinkhorn_potentials(
     numItermax: int = 1000,
     stopThr: float = 1e-9,
     warmstart: Any = None,
-    n_warmup: int = 20,
+    n_warmup: int = 5,
     switch_error: float = 1e-2,
     density: float = 1e-2,
     cg_rtol: float = 1e-2,
