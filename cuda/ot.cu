@@ -123,12 +123,15 @@ __global__ void __launch_bounds__(block_size)
 }
 
 // One warp per row; a ballot over each 32 entries gives every kept entry its position, so the
-// row's entries land in column order without atomics.
+// row's entries land in column order without atomics. Entries beyond the row's slots (a count
+// taken with other rounding) are dropped and unused slots become explicit zeros, so the CSR
+// arrays are always well formed.
 template <class T>
 __global__ void __launch_bounds__(block_size)
     plan_gather(i64 n, i64 m, const T* __restrict__ M, const T* __restrict__ f,
                 const T* __restrict__ g, T reg, T threshold, const i64* __restrict__ starts,
-                i64 col_offset, i64* __restrict__ indices, T* __restrict__ values) {
+                const i64* __restrict__ slots, i64 col_offset, i64* __restrict__ indices,
+                T* __restrict__ values) {
     const int lane = static_cast<int>(threadIdx.x % 32);
     const i64 first = (static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
     const i64 step = static_cast<i64>(gridDim.x) * warps_per_block;
@@ -136,18 +139,23 @@ __global__ void __launch_bounds__(block_size)
     const unsigned below = (1u << lane) - 1u;
     for (i64 i = first; i < n; i += step) {
         const T fi = f[i];
-        i64 at = starts[i];
-        for (i64 base = 0; base < m; base += 32) {
+        const i64 begin = starts[i], end = begin + slots[i];
+        i64 at = begin;
+        for (i64 base = 0; base < m && at < end; base += 32) {
             const i64 j = base + lane;
             const T p = j < m ? exp((fi + g[j] - M[i * m + j]) * inv) : T(0);
             const bool keep = j < m && p > threshold;
             const unsigned kept = __ballot_sync(full_mask, keep);
-            if (keep) {
-                const i64 pos = at + __popc(kept & below);
+            const i64 pos = at + __popc(kept & below);
+            if (keep && pos < end) {
                 indices[pos] = j + col_offset;
                 values[pos] = p;
             }
             at += __popc(kept);
+        }
+        for (i64 pos = at + lane; pos < end; pos += 32) {
+            indices[pos] = col_offset;
+            values[pos] = T(0);
         }
     }
 }
@@ -193,11 +201,12 @@ void ot_plan_sums(i64 n, i64 m, const T* M, const T* f, const T* g, T reg, T thr
 
 template <class T>
 void ot_plan_gather(i64 n, i64 m, const T* M, const T* f, const T* g, T reg, T threshold,
-                    const i64* starts, i64 col_offset, i64* indices, T* values, void* stream) {
+                    const i64* starts, const i64* slots, i64 col_offset, i64* indices,
+                    T* values, void* stream) {
     if (n == 0 || m == 0) return;
     const auto s = static_cast<cudaStream_t>(stream);
     plan_gather<T><<<warp_grid(n), block_size, 0, s>>>(n, m, M, f, g, reg, threshold, starts,
-                                                       col_offset, indices, values);
+                                                       slots, col_offset, indices, values);
     cuda_check_launch("ot_plan_gather");
 }
 
@@ -206,8 +215,8 @@ void ot_plan_gather(i64 n, i64 m, const T* M, const T* f, const T* g, T reg, T t
                                 void*);                                                           \
     template void ot_plan_sums(i64, i64, const T*, const T*, const T*, T, T, T*, T*, T*, i64*,   \
                                void*);                                                            \
-    template void ot_plan_gather(i64, i64, const T*, const T*, const T*, T, T, const i64*, i64,  \
-                                 i64*, T*, void*);
+    template void ot_plan_gather(i64, i64, const T*, const T*, const T*, T, T, const i64*,       \
+                                 const i64*, i64, i64*, T*, void*);
 CURVKIT_OT_CUDA(float)
 CURVKIT_OT_CUDA(double)
 #undef CURVKIT_OT_CUDA

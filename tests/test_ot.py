@@ -313,6 +313,40 @@ def test_kernel_error_matches_marginal():
         curvkit._core.ot_lse_update(M, g, a, -1.0, 1, u, None, None, 0, 0)
 
 
+def test_gather_fills_exactly_its_slots(xp):
+    """Rows own exactly their slots: extra entries are dropped, unused slots become zeros."""
+    a, b, M = clouds(12, 9, seed=20)
+    M = xp.asarray(M)
+    f, g = xp.zeros(12), xp.zeros(9)
+    reg = 0.1
+    P = to_host(xp.exp(-M / reg))
+    dev = 0 if xp is np else M.device.id
+    stream = 0 if xp is np else xp.cuda.get_current_stream().ptr
+    rows, cols, counts = xp.empty(12), xp.empty(9), xp.empty(12, np.int64)
+    threshold = float(np.median(P))
+    curvkit._core.ot_plan_sums(M, f, g, reg, threshold, rows, cols, None, counts, dev, stream)
+    np.testing.assert_array_equal(to_host(counts), (P > threshold).sum(1))
+    np.testing.assert_allclose(to_host(rows), P.sum(1), rtol=1e-13)
+    np.testing.assert_allclose(to_host(cols), P.sum(0), rtol=1e-13)
+    slots = xp.asarray(np.arange(12) % 4 * 2, dtype=np.int64)  # some short, some long
+    starts = xp.zeros(12, np.int64)
+    starts[1:] = xp.cumsum(slots)[:-1]
+    total = int(slots.sum())
+    indices, values = xp.full(total, -1, np.int64), xp.full(total, np.nan)
+    curvkit._core.ot_plan_gather(M, f, g, reg, threshold, starts, slots, 3, indices, values,
+                                 dev, stream)
+    indices, values, slots_h = to_host(indices), to_host(values), to_host(slots)
+    at = 0
+    for i in range(12):
+        kept = np.nonzero(P[i] > threshold)[0]
+        take = min(len(kept), slots_h[i])
+        np.testing.assert_array_equal(indices[at:at + take], kept[:take] + 3)
+        np.testing.assert_allclose(values[at:at + take], P[i, kept[:take]], rtol=1e-13)
+        assert np.all(indices[at + take:at + slots_h[i]] == 3)
+        assert np.all(values[at + take:at + slots_h[i]] == 0)
+        at += slots_h[i]
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("method", ["sns", "sinkhorn"])
 @pytest.mark.parametrize("reg", [1e-2, 1e-3])

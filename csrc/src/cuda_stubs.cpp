@@ -142,7 +142,8 @@ void ot_plan_sums(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T
 }
 template <class T>
 void ot_plan_gather(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T,
-                    const std::int64_t*, std::int64_t, std::int64_t*, T*, void*) {
+                    const std::int64_t*, const std::int64_t*, std::int64_t, std::int64_t*, T*,
+                    void*) {
     no_cuda();
 }
 #define CURVKIT_OT_STUBS(T)                                                                       \
@@ -151,7 +152,8 @@ void ot_plan_gather(std::int64_t, std::int64_t, const T*, const T*, const T*, T,
     template void ot_plan_sums(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T,   \
                                T*, T*, T*, std::int64_t*, void*);                                 \
     template void ot_plan_gather(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T, \
-                                 const std::int64_t*, std::int64_t, std::int64_t*, T*, void*);
+                                 const std::int64_t*, const std::int64_t*, std::int64_t,         \
+                                 std::int64_t*, T*, void*);
 CURVKIT_OT_STUBS(float)
 CURVKIT_OT_STUBS(double)
 #undef CURVKIT_OT_STUBS

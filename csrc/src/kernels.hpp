@@ -131,11 +131,12 @@ void ot_lse_update(std::int64_t batch, std::int64_t n, std::int64_t m, const T* 
 template <class T>
 void ot_plan_sums(std::int64_t n, std::int64_t m, const T* M, const T* f, const T* g, T reg,
                   T threshold, T* row_sum, T* col_sum, T* cost, std::int64_t* row_count);
-/// The entries above threshold of each row, in column order, from starts[i] on.
+/// The entries above threshold of each row, in column order, into slots[i] positions from
+/// starts[i] on (extra entries dropped, unused slots set to value 0 at column col_offset).
 template <class T>
 void ot_plan_gather(std::int64_t n, std::int64_t m, const T* M, const T* f, const T* g, T reg,
-                    T threshold, const std::int64_t* starts, std::int64_t col_offset,
-                    std::int64_t* indices, T* values);
+                    T threshold, const std::int64_t* starts, const std::int64_t* slots,
+                    std::int64_t col_offset, std::int64_t* indices, T* values);
 }  // namespace cpu
 
 namespace cuda {
@@ -204,8 +205,8 @@ void ot_plan_sums(std::int64_t n, std::int64_t m, const T* M, const T* f, const 
                   void* stream);
 template <class T>
 void ot_plan_gather(std::int64_t n, std::int64_t m, const T* M, const T* f, const T* g, T reg,
-                    T threshold, const std::int64_t* starts, std::int64_t col_offset,
-                    std::int64_t* indices, T* values, void* stream);
+                    T threshold, const std::int64_t* starts, const std::int64_t* slots,
+                    std::int64_t col_offset, std::int64_t* indices, T* values, void* stream);
 
 /// Bytes of device scratch the check needs.
 std::size_t csr_check_workspace_size() noexcept;

@@ -116,34 +116,38 @@ void ot_plan_sums(const dense_view& M, const dense_view& f, const dense_view& g,
 }
 
 void ot_plan_gather(const dense_view& M, const dense_view& f, const dense_view& g, double reg,
-                    double threshold, const dense_view& starts, std::int64_t col_offset,
-                    const dense_view& indices, const dense_view& values, void* stream) {
+                    double threshold, const dense_view& starts, const dense_view& slots,
+                    std::int64_t col_offset, const dense_view& indices, const dense_view& values,
+                    void* stream) {
     check_matrix(M, "M");
     check_reg(reg);
     const std::int64_t n = M.rows, m = M.cols;
     check_array(f, M, M.dtype, "f", n);
     check_array(g, M, M.dtype, "g", m);
     check_array(starts, M, scalar_type::i64, "starts", n);
+    check_array(slots, M, scalar_type::i64, "slots", n);
     check_dense(indices, "indices");
     check_array(indices, M, scalar_type::i64, "indices", indices.rows * indices.cols);
     check_array(values, M, M.dtype, "values", indices.rows * indices.cols);
     if (col_offset < 0) fail(status::invalid_value, "col_offset must be non-negative");
-    // The positions themselves are trusted (they come from a prefix sum of the counts); the
-    // caller sized the outputs from the same counts.
+    // The positions themselves are trusted (a prefix sum of the counts): checking them would
+    // cost a pass over n entries and a sync on a GPU; the caller sized the outputs from them.
     with_value_type(M.dtype, [&](auto vt) {
         using T = typename decltype(vt)::type;
         const auto* mm = static_cast<const T*>(M.data);
         const auto* ff = static_cast<const T*>(f.data);
         const auto* gg = static_cast<const T*>(g.data);
         const auto* st = static_cast<const std::int64_t*>(starts.data);
+        const auto* sl = static_cast<const std::int64_t*>(slots.data);
         auto* ix = static_cast<std::int64_t*>(indices.data);
         auto* vals = static_cast<T*>(values.data);
         if (M.device == device_kind::cpu) {
-            cpu::ot_plan_gather(n, m, mm, ff, gg, T(reg), T(threshold), st, col_offset, ix, vals);
+            cpu::ot_plan_gather(n, m, mm, ff, gg, T(reg), T(threshold), st, sl, col_offset, ix,
+                                vals);
         } else {
             cuda::device_guard guard(M.device_id);
-            cuda::ot_plan_gather(n, m, mm, ff, gg, T(reg), T(threshold), st, col_offset, ix, vals,
-                                 stream);
+            cuda::ot_plan_gather(n, m, mm, ff, gg, T(reg), T(threshold), st, sl, col_offset, ix,
+                                 vals, stream);
         }
     });
 }

@@ -354,18 +354,20 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "ot_plan_gather",
         [](py::handle M, py::handle f, py::handle g, double reg, double threshold,
-           py::handle starts, std::int64_t col_offset, py::handle indices, py::handle values,
-           int device_id, std::uintptr_t stream) {
+           py::handle starts, py::handle slots, std::int64_t col_offset, py::handle indices,
+           py::handle values, int device_id, std::uintptr_t stream) {
             const auto mv = view_of(M, device_id, false), fv = view_of(f, device_id, false);
             const auto gv = view_of(g, device_id, false), sv = view_of(starts, device_id, false);
+            const auto lv = view_of(slots, device_id, false);
             const auto iv = view_of(indices, device_id, true);
             const auto vv = view_of(values, device_id, true);
             py::gil_scoped_release release;
-            curvkit::ot_plan_gather(mv, fv, gv, reg, threshold, sv, col_offset, iv, vv,
+            curvkit::ot_plan_gather(mv, fv, gv, reg, threshold, sv, lv, col_offset, iv, vv,
                                     reinterpret_cast<void*>(stream));
         },
         py::arg("M"), py::arg("f"), py::arg("g"), py::arg("reg"), py::arg("threshold"),
-        py::arg("starts"), py::arg("col_offset"), py::arg("indices"), py::arg("values"),
+        py::arg("starts"), py::arg("slots"), py::arg("col_offset"), py::arg("indices"),
+        py::arg("values"),
         py::arg("device_id"), py::arg("stream"));
 
     py::class_<csr_handle>(m, "CsrHandle")

@@ -1,7 +1,8 @@
 """curvkit: curvature kernels for NumPy and CuPy.
 
-Sparse Hessian-vector products, Hessian diagonal estimation (:mod:`curvkit.curvature`) and
-conjugate gradients (:mod:`curvkit.linalg`) on CPU (multithreaded) and GPU (CUDA), with a C++
+Sparse Hessian-vector products, Hessian diagonal estimation (:mod:`curvkit.curvature`),
+conjugate gradients (:mod:`curvkit.linalg`) and entropic optimal transport (:mod:`curvkit.ot`)
+on CPU (multithreaded) and GPU (CUDA), with a C++
 core that other extensions can link (see :func:`get_cmake_dir`).
 """
 

@@ -21,8 +21,8 @@ def ot_plan_sums(
     cost: Any, row_count: Any, device_id: int, stream: int,
 ) -> None: ...
 def ot_plan_gather(
-    M: Any, f: Any, g: Any, reg: float, threshold: float, starts: Any, col_offset: int,
-    indices: Any, values: Any, device_id: int, stream: int,
+    M: Any, f: Any, g: Any, reg: float, threshold: float, starts: Any, slots: Any,
+    col_offset: int, indices: Any, values: Any, device_id: int, stream: int,
 ) -> None: ...
 def _philox4x32_10(ctr: list[int], k0: int, k1: int) -> list[int]: ...
 

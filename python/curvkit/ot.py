@@ -57,8 +57,9 @@ class SinkhornResult:
         ``{'sinkhorn': ..., 'newton': ...}``: Sinkhorn iterations (a row and a column update
         each) and Newton steps.
     passes : int
-        Passes over the ``n x m`` cost matrix: two per Sinkhorn iteration, one per line-search
-        trial and one per sparse-Hessian gather for Newton, one for the final statistics.
+        Passes over the ``n x m`` cost matrix: two per Sinkhorn iteration; for Newton, one per
+        evaluation of the plan's marginals (each line-search trial, and a recount when the kept
+        density grows) and one per sparse-Hessian gather; one for the final statistics.
     cg_iterations : int
         Conjugate-gradient iterations over all Newton steps.
     history : ndarray
@@ -113,8 +114,8 @@ class SinkhornResult:
         xp.cumsum(counts, out=indptr[1:])
         nnz = int(indptr[-1])
         indices, values = xp.empty(nnz, np.int64), xp.empty(nnz, f.dtype)
-        _core.ot_plan_gather(M, f, g, self.reg, float(threshold), indptr[:-1], 0, indices,
-                             values, dev, stream)
+        _core.ot_plan_gather(M, f, g, self.reg, float(threshold), indptr[:-1], counts, 0,
+                             indices, values, dev, stream)
         return CSRMatrix(indptr, indices, values, (n, m), check=False)
 
 
@@ -238,10 +239,10 @@ class _Kernels:
         self.passes += 1
         return r, c, cost
 
-    def gather(self, f: Any, g: Any, reg: float, threshold: float, starts: Any, offset: int,
-               indices: Any, values: Any) -> None:
-        _core.ot_plan_gather(self.M, f, g, reg, threshold, starts, offset, indices, values,
-                             self.dev, self.stream)
+    def gather(self, f: Any, g: Any, reg: float, threshold: float, starts: Any, slots: Any,
+               offset: int, indices: Any, values: Any) -> None:
+        _core.ot_plan_gather(self.M, f, g, reg, threshold, starts, slots, offset, indices,
+                             values, self.dev, self.stream)
         self.passes += 1
 
 
@@ -318,7 +319,7 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
         indices = xp.empty(nnz, np.int64)
         values = xp.empty(nnz, f.dtype)
         starts = indptr[:n]
-        K.gather(s.f, s.g, reg, tau, starts + 1, n, indices, values)
+        K.gather(s.f, s.g, reg, tau, starts + 1, counts, n, indices, values)
         kept = (nnz - n - m) / (n * m)
         # Diagonal: the exact marginals; a relative shift of 1e-12 makes the matrix definite
         # (the exact Hessian has the null direction (1, -1), which the gradient avoids).

@@ -50,17 +50,21 @@ CURVKIT_API void ot_plan_sums(const dense_view& M, const dense_view& f, const de
 
 /// @brief Writes the entries P_ij > threshold of P = exp((f + g^T - M) / reg) in CSR form.
 ///
-/// Row i's kept entries, in increasing j, go to positions starts[i], starts[i] + 1, ... of
-/// @p indices (as j + col_offset, int64) and @p values. starts usually comes from a prefix sum
-/// of the row_count of ot_plan_sums() at the same threshold (with room for extra entries, such
-/// as a diagonal, between rows).
+/// Row i owns the slots[i] positions from starts[i] on in @p indices (column j + col_offset,
+/// int64) and @p values, filled with its kept entries in increasing j. slots usually is the
+/// row_count of ot_plan_sums() at the same threshold and potentials, and starts its prefix sum
+/// (with room for extra entries, such as a diagonal, between rows). Should the two passes
+/// round an entry at the threshold differently, an entry beyond the slots is dropped and a
+/// slot left over holds the value 0 at column col_offset: the arrays stay well formed.
 /// @param starts    (n,) int64 first position of each row
-/// @param indices   int64 output, large enough for every row's entries
+/// @param slots     (n,) int64 positions owned by each row
+/// @param indices   int64 output covering every row's positions
 /// @param values    output of M's dtype, as long as indices
 /// @param stream    cudaStream_t for CUDA data; asynchronous with respect to the host
 CURVKIT_API void ot_plan_gather(const dense_view& M, const dense_view& f, const dense_view& g,
                                 double reg, double threshold, const dense_view& starts,
-                                std::int64_t col_offset, const dense_view& indices,
-                                const dense_view& values, void* stream = nullptr);
+                                const dense_view& slots, std::int64_t col_offset,
+                                const dense_view& indices, const dense_view& values,
+                                void* stream = nullptr);
 
 }  // namespace curvkit

@@ -10,6 +10,9 @@ namespace curvkit::cpu {
 /// e^x to about 2 ulp for x >= -708 (0 below, where the result would be subnormal), for
 /// x <= 709. Range reduction x = k ln2 + r, |r| <= ln2 / 2, then a degree-13 Taylor polynomial
 /// (truncation error below 1e-17 on that interval) and 2^k assembled in the exponent bits.
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
 inline double simd_exp(double x) {
     constexpr double log2e = 1.4426950408889634;
     constexpr double ln2_hi = 6.93147180369123816490e-01;  // ln 2 split so that k * ln2_hi is exact
@@ -42,6 +45,9 @@ inline double simd_exp(double x) {
     return x < -708.0 ? 0.0 : p * scale;
 }
 
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
 inline float simd_exp(float x) { return static_cast<float>(simd_exp(static_cast<double>(x))); }
 
 }  // namespace curvkit::cpu
