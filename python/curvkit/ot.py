@@ -337,16 +337,17 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
         d = res.x
         df, dg = d[:n], d[n:]
         slope = float(grad @ d)  # = directional derivative of the dual along d
-        base = float(a @ s.f + b @ s.g)
+        linear = float(a @ df + b @ dg)
         t = 1.0
         accepted: Optional[_NewtonState] = None
         if slope > 0 and math.isfinite(slope):
-            for _ in range(30):
+            for _ in range(20):
                 trial = evaluate(s.f + t * df, s.g + t * dg)
-                # Dual gain computed as a difference of like terms, so that it is not lost to
-                # cancellation near the optimum; the allowance covers the rounding of the sums.
-                gain = float(a @ trial.f + b @ trial.g) - base - reg * (trial.mass - s.mass)
-                noise = 1e-13 * reg * (1 + s.mass) + 1e-15 * abs(base)
+                # The dual's gain t <a, df> + t <b, dg> - reg (mass' - mass) is formed from
+                # differences, not as D' - D, whose O(1) terms would cancel near the optimum;
+                # the allowance covers the rounding of the mass sums.
+                gain = t * linear - reg * (trial.mass - s.mass)
+                noise = 1e-13 * reg * (1 + s.mass)
                 if math.isfinite(trial.err) and gain >= 1e-4 * t * slope - noise:
                     accepted = trial
                     break
