@@ -321,9 +321,12 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
         starts = indptr[:n]
         K.gather(s.f, s.g, reg, tau, starts + 1, counts, n, indices, values)
         kept = (nnz - n - m) / (n * m)
-        # Diagonal: the exact marginals; a relative shift of 1e-12 makes the matrix definite
-        # (the exact Hessian has the null direction (1, -1), which the gradient avoids).
-        diag = xp.concatenate([s.r, s.c]) * (1 + 1e-12)
+        # Diagonal: the exact marginals; a relative shift of 1e-9 makes the matrix definite
+        # (the exact Hessian has the null direction (1, -1), which the gradient avoids) and
+        # bounds the condition of the near-null directions small reg creates (weakly linked
+        # clusters of the plan); measured on point clouds at reg 1e-4, 1e-9 needed fewer CG
+        # iterations than 1e-12 and far fewer Newton steps than 1e-6.
+        diag = xp.concatenate([s.r, s.c]) * (1 + 1e-9)
         indices[starts] = xp.arange(n)
         values[starts] = diag[:n]
         indices[indptr[n:n + m]] = xp.arange(n, n + m)
