@@ -138,7 +138,7 @@ def _finite_potentials(xp: ModuleType, f: Any, g: Any) -> tuple:
 
 
 def _prepare(a: Any, b: Any, M: Any, reg: float, method: str) -> tuple:
-    """Checked (xp, a, b, M, dtype, batched) with a, b normalised; raises ValueError."""
+    """Checked (xp, a, b, M, dtype, batched, reg) with a, b normalised; raises ValueError."""
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     try:
