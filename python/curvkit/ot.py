@@ -131,7 +131,8 @@ def _finite_potentials(xp: ModuleType, f: Any, g: Any) -> tuple:
     # -inf potentials (zero-mass entries) give exp(-inf) = 0 in the kernels; keep them finite
     # enough that f_i + g_j never meets inf - inf.
     big = np.finfo(f.dtype).max / 4
-    return (xp.ascontiguousarray(xp.maximum(f, -big)), xp.ascontiguousarray(xp.maximum(g, -big)))
+    return (xp.ascontiguousarray(xp.maximum(f, -big)),
+            xp.ascontiguousarray(xp.maximum(g, -big)))
 
 
 # ---- validation -----------------------------------------------------------------------------
@@ -511,9 +512,12 @@ def _stages(xp: ModuleType, M: Any, reg: float, continuation: Optional[float],
     return stages[::-1]
 
 
-def _solve_one(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart, n_warmup,
-               switch_error, density, cg_rtol, continuation, eps_scaling, check_every,
-               stream) -> SinkhornResult:
+def _solve_one(xp: ModuleType, a: Any, b: Any, M: Any, dtype: np.dtype, reg: float,
+               method: str, numItermax: int, stopThr: float, warmstart: Any, n_warmup: int,
+               switch_error: float, density: float, cg_rtol: float,
+               continuation: Optional[float], eps_scaling: float, check_every: int,
+               stream: Any) -> SinkhornResult:
+    """One problem on the support of its marginals; see sinkhorn_potentials."""
     n, m = M.shape
     f0, g0 = _warm(xp, warmstart, (n,), (m,), reg, dtype)
     # Zero-mass entries carry no constraint (their potentials are -inf): solve on the support.
@@ -573,12 +577,15 @@ def _solve_one(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart, 
     )
 
 
-def _solve_batch(xp, a, b, M, dtype, reg, method, numItermax, stopThr, warmstart, n_warmup,
-                 switch_error, density, cg_rtol, continuation, eps_scaling, check_every,
-                 stream) -> SinkhornResult:
+def _solve_batch(xp: ModuleType, a: Any, b: Any, M: Any, dtype: np.dtype, reg: float,
+                 method: str, numItermax: int, stopThr: float, warmstart: Any, n_warmup: int,
+                 switch_error: float, density: float, cg_rtol: float,
+                 continuation: Optional[float], eps_scaling: float, check_every: int,
+                 stream: Any) -> SinkhornResult:
+    """B stacked problems: one set of Sinkhorn kernels for all (method 'sinkhorn'), or the
+    problems one after the other (method 'sns', whose Newton systems differ)."""
     B, n, m = M.shape
     if method == "sns":
-        # Newton systems differ per problem: solve them one after the other.
         parts = [
             _solve_one(xp, a[k], b[k], M[k], dtype, reg, method, numItermax, stopThr,
                        None if warmstart is None else (warmstart[0][k], warmstart[1][k]),
