@@ -140,4 +140,32 @@ CURVKIT_CG_STUBS(float)
 CURVKIT_CG_STUBS(double)
 #undef CURVKIT_CG_STUBS
 
+template <class T>
+void ot_lse_update(std::int64_t, std::int64_t, std::int64_t, const T*, const T*, const T*, T, T*,
+                   T*, T*, void*) {
+    no_cuda();
+}
+template <class T>
+void ot_plan_sums(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T, T*, T*, T*,
+                  std::int64_t*, void*) {
+    no_cuda();
+}
+template <class T>
+void ot_plan_gather(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T,
+                    const std::int64_t*, const std::int64_t*, std::int64_t, std::int64_t*, T*,
+                    void*) {
+    no_cuda();
+}
+#define CURVKIT_OT_STUBS(T)                                                                       \
+    template void ot_lse_update(std::int64_t, std::int64_t, std::int64_t, const T*, const T*,    \
+                                const T*, T, T*, T*, T*, void*);                                  \
+    template void ot_plan_sums(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T,   \
+                               T*, T*, T*, std::int64_t*, void*);                                 \
+    template void ot_plan_gather(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T, \
+                                 const std::int64_t*, const std::int64_t*, std::int64_t,         \
+                                 std::int64_t*, T*, void*);
+CURVKIT_OT_STUBS(float)
+CURVKIT_OT_STUBS(double)
+#undef CURVKIT_OT_STUBS
+
 }  // namespace curvkit::cuda

@@ -125,6 +125,23 @@ void cg_finish(std::int64_t n, const T* b, const T* ax, T* x, const cg_state& s)
 template <class T>
 void special_function(special_fn f, const block_ref<const T>& v, const block_ref<const T>& x,
                       const block_ref<T>& out);
+
+/// Entropic transport (see curvkit/ot.hpp): the log-domain half step on `batch` stacked
+/// (n, m) problems; marginal and error may be null.
+template <class T>
+void ot_lse_update(std::int64_t batch, std::int64_t n, std::int64_t m, const T* K, const T* v,
+                   const T* w, T reg, T* u, T* marginal, T* error);
+/// Row and column sums, cost and per-row counts above threshold of exp((f + g - M) / reg);
+/// cost and row_count may be null.
+template <class T>
+void ot_plan_sums(std::int64_t n, std::int64_t m, const T* M, const T* f, const T* g, T reg,
+                  T threshold, T* row_sum, T* col_sum, T* cost, std::int64_t* row_count);
+/// The entries above threshold of each row, in column order, into slots[i] positions from
+/// starts[i] on (extra entries dropped, unused slots set to value 0 at column col_offset).
+template <class T>
+void ot_plan_gather(std::int64_t n, std::int64_t m, const T* M, const T* f, const T* g, T reg,
+                    T threshold, const std::int64_t* starts, const std::int64_t* slots,
+                    std::int64_t col_offset, std::int64_t* indices, T* values);
 }  // namespace cpu
 
 namespace cuda {
@@ -186,6 +203,20 @@ void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream);
 template <class T>
 void special_function(special_fn f, const block_ref<const T>& v, const block_ref<const T>& x,
                       const block_ref<T>& out, void* stream);
+/// As the cpu:: entropic transport kernels, on `stream`; outputs that accumulate (error,
+/// sums, cost, counts) are zeroed on the stream first.
+template <class T>
+void ot_lse_update(std::int64_t batch, std::int64_t n, std::int64_t m, const T* K, const T* v,
+                   const T* w, T reg, T* u, T* marginal, T* error, void* stream);
+template <class T>
+void ot_plan_sums(std::int64_t n, std::int64_t m, const T* M, const T* f, const T* g, T reg,
+                  T threshold, T* row_sum, T* col_sum, T* cost, std::int64_t* row_count,
+                  void* stream);
+template <class T>
+void ot_plan_gather(std::int64_t n, std::int64_t m, const T* M, const T* f, const T* g, T reg,
+                    T threshold, const std::int64_t* starts, const std::int64_t* slots,
+                    std::int64_t col_offset, std::int64_t* indices, T* values, void* stream);
+
 /// Bytes of device scratch the check needs.
 std::size_t csr_check_workspace_size() noexcept;
 /// Runs the check on `stream`, synchronises that stream and returns a csr_defect code.

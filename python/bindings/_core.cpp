@@ -322,6 +322,66 @@ PYBIND11_MODULE(_core, m) {
           py::arg("apply"), py::arg("precondition"), py::arg("iteration_done"),
           py::arg("want_history"), py::arg("device_id"), py::arg("stream"));
 
+    // Entropic transport kernels; optional outputs are None.
+    auto optional_view = [](py::object obj, int device_id, curvkit::dense_view& v) {
+        if (obj.is_none()) return static_cast<const curvkit::dense_view*>(nullptr);
+        v = view_of(obj, device_id, true);
+        return static_cast<const curvkit::dense_view*>(&v);
+    };
+    m.def(
+        "ot_lse_update",
+        [optional_view](py::handle K, py::handle v, py::handle w, double reg, std::int64_t batch,
+                        py::handle u, py::object marginal, py::object error, int device_id,
+                        std::uintptr_t stream) {
+            const auto kv = view_of(K, device_id, false), vv = view_of(v, device_id, false);
+            const auto wv = view_of(w, device_id, false), uv = view_of(u, device_id, true);
+            curvkit::dense_view mv, ev;
+            const auto* mp = optional_view(marginal, device_id, mv);
+            const auto* ep = optional_view(error, device_id, ev);
+            py::gil_scoped_release release;
+            curvkit::ot_lse_update(kv, vv, wv, reg, batch, uv, mp, ep,
+                                   reinterpret_cast<void*>(stream));
+        },
+        py::arg("K"), py::arg("v"), py::arg("w"), py::arg("reg"), py::arg("batch"), py::arg("u"),
+        py::arg("marginal"), py::arg("error"), py::arg("device_id"), py::arg("stream"));
+    m.def(
+        "ot_plan_sums",
+        [optional_view](py::handle M, py::handle f, py::handle g, double reg, double threshold,
+                        py::handle row_sum, py::handle col_sum, py::object cost,
+                        py::object row_count, int device_id, std::uintptr_t stream) {
+            const auto mv = view_of(M, device_id, false), fv = view_of(f, device_id, false);
+            const auto gv = view_of(g, device_id, false);
+            const auto rs = view_of(row_sum, device_id, true);
+            const auto cs = view_of(col_sum, device_id, true);
+            curvkit::dense_view cv, nv;
+            const auto* cp = optional_view(cost, device_id, cv);
+            const auto* np_ = optional_view(row_count, device_id, nv);
+            py::gil_scoped_release release;
+            curvkit::ot_plan_sums(mv, fv, gv, reg, threshold, rs, cs, cp, np_,
+                                  reinterpret_cast<void*>(stream));
+        },
+        py::arg("M"), py::arg("f"), py::arg("g"), py::arg("reg"), py::arg("threshold"),
+        py::arg("row_sum"), py::arg("col_sum"), py::arg("cost"), py::arg("row_count"),
+        py::arg("device_id"), py::arg("stream"));
+    m.def(
+        "ot_plan_gather",
+        [](py::handle M, py::handle f, py::handle g, double reg, double threshold,
+           py::handle starts, py::handle slots, std::int64_t col_offset, py::handle indices,
+           py::handle values, int device_id, std::uintptr_t stream) {
+            const auto mv = view_of(M, device_id, false), fv = view_of(f, device_id, false);
+            const auto gv = view_of(g, device_id, false), sv = view_of(starts, device_id, false);
+            const auto lv = view_of(slots, device_id, false);
+            const auto iv = view_of(indices, device_id, true);
+            const auto vv = view_of(values, device_id, true);
+            py::gil_scoped_release release;
+            curvkit::ot_plan_gather(mv, fv, gv, reg, threshold, sv, lv, col_offset, iv, vv,
+                                    reinterpret_cast<void*>(stream));
+        },
+        py::arg("M"), py::arg("f"), py::arg("g"), py::arg("reg"), py::arg("threshold"),
+        py::arg("starts"), py::arg("slots"), py::arg("col_offset"), py::arg("indices"),
+        py::arg("values"),
+        py::arg("device_id"), py::arg("stream"));
+
     py::class_<csr_handle>(m, "CsrHandle")
         .def(py::init<py::object, py::object, py::object, std::int64_t, std::int64_t, int, int>(),
              py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("rows"),

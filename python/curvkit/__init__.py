@@ -1,9 +1,10 @@
 """curvkit: curvature kernels for NumPy and CuPy.
 
 Sparse Hessian-vector products, Hessian diagonal estimation (:mod:`curvkit.curvature`),
-conjugate gradients (:mod:`curvkit.linalg`), log-space modified Bessel functions and von
-Mises-Fisher helpers (:mod:`curvkit.special`) on CPU (multithreaded) and GPU (CUDA), with a C++
-core that other extensions can link (see :func:`get_cmake_dir`).
+conjugate gradients (:mod:`curvkit.linalg`), entropic optimal transport (:mod:`curvkit.ot`),
+log-space modified Bessel functions and von Mises-Fisher helpers (:mod:`curvkit.special`) on
+CPU (multithreaded) and GPU (CUDA), with a C++ core that other extensions can link (see
+:func:`get_cmake_dir`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "10000"
 
-from . import _core, curvature, linalg, special  # noqa: E402
+from . import _core, curvature, linalg, ot, special  # noqa: E402
 from ._build import build_info, get_cmake_dir, get_include, get_library  # noqa: E402
 from .sparse import CSRMatrix, as_operator, hvp  # noqa: E402
 
@@ -38,6 +39,7 @@ __all__ = [
     "get_library",
     "hvp",
     "linalg",
+    "ot",
     "special",
     "with_cuda",
 ]

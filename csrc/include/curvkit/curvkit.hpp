@@ -3,6 +3,7 @@
 
 #include "curvkit/curvature.hpp"
 #include "curvkit/linalg.hpp"
+#include "curvkit/ot.hpp"
 #include "curvkit/runtime.hpp"
 #include "curvkit/sparse.hpp"
 #include "curvkit/special.hpp"

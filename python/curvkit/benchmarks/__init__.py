@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 from ._harness import REGISTRY, Row, gpu_available
 
 # Importing a module registers its benchmarks.
-from . import cg, curvature, hvp, special  # noqa: F401,E402
+from . import cg, curvature, hvp, ot, special  # noqa: F401,E402
 
 __all__ = ["REGISTRY", "Row", "run"]
 
@@ -76,6 +76,8 @@ def _print_table(rows: Sequence[Row]) -> None:
         print(f"{r.name:<24} {r.problem:<30} {_fmt_time(r.ours_s):>10} {_fmt_time(r.peer_s):>10}"
               f" {r.peer:<14} {r.speedup:>7.2f}x {r.gbps:>7.1f} {_fmt_time(r.floor_s):>9}"
               f" {r.max_rel_diff:>12.1e}" + _fmt_errors(r))
+        if r.extra:
+            print("    " + ", ".join(f"{k} {v}" for k, v in r.extra.items()))
 
 
 def _fmt_errors(r: Row) -> str:

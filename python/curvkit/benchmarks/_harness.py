@@ -25,6 +25,7 @@ class Row:
     peer_call_s: Optional[float] = None
     ours_err: Optional[float] = None  # accuracy rows: each side's error against the truth
     peer_err: Optional[float] = None
+    extra: Optional[dict] = None  # benchmark-specific figures (iterations, errors reached)
 
     @property
     def speedup(self) -> float:
