@@ -10,7 +10,7 @@ import numpy as np
 from ..curvature import diag_estimate
 from ..sparse import CSRMatrix
 from ._harness import Row, benchmark, rel_diff, time_cpu_pair, time_gpu
-from .problems import PowerLawOperator, poisson2d, spmv_floor_bytes
+from .problems import PowerLawOperator, poisson2d, random_csr, spmv_floor_bytes
 
 
 def _peer_hutchinson(xp, A, num_matvecs: int, block: int, rng):
@@ -28,19 +28,26 @@ def _floor(A, num_matvecs: int, block: int) -> float:
     return num_matvecs / block * (spmv_floor_bytes(A, block) + 2 * 8 * n * block)
 
 
+def _hutchinson_problems(quick: bool, m: int):
+    n = 10**5 if quick else 10**6
+    return [(f"poisson2d {m}^2, 64 probes", poisson2d(m)),
+            (f"random n={n:.0e} 16/row, 64 probes", random_csr(n, 16, seed=4))]
+
+
 @benchmark("diag_hutchinson_cpu", "cpu", "Hutchinson diag(H), 64 probes in blocks of 16, vs NumPy+SciPy")
 def diag_hutchinson_cpu(quick: bool) -> List[Row]:
-    m = 256 if quick else 1024
-    A = poisson2d(m)
-    H = CSRMatrix.from_sparse(A)
-    rng = np.random.default_rng(0)
-    ours, peer = time_cpu_pair(lambda: diag_estimate(H, num_matvecs=64, block=16),
-                               lambda: _peer_hutchinson(np, A, 64, 16, rng), repeat=5)
-    # Both estimate diag(H) = 4: compare each with the truth (statistical, not bitwise).
-    err = max(rel_diff(diag_estimate(H, num_matvecs=64, block=16), A.diagonal()),
-              rel_diff(_peer_hutchinson(np, A, 64, 16, rng), A.diagonal()))
-    return [Row("diag_hutchinson_cpu", f"poisson2d {m}^2, 64 probes", ours, peer,
-                "numpy+scipy loop", _floor(A, 64, 16), err, 1.5)]
+    rows = []
+    for problem, A in _hutchinson_problems(quick, 256 if quick else 1024):
+        H = CSRMatrix.from_sparse(A)
+        rng = np.random.default_rng(0)
+        ours, peer = time_cpu_pair(lambda: diag_estimate(H, num_matvecs=64, block=16),
+                                   lambda: _peer_hutchinson(np, A, 64, 16, rng), repeat=5)
+        # Both estimate diag(H): compare each with the truth (statistical, not bitwise).
+        err = max(rel_diff(diag_estimate(H, num_matvecs=64, block=16), A.diagonal()),
+                  rel_diff(_peer_hutchinson(np, A, 64, 16, rng), A.diagonal()))
+        rows.append(Row("diag_hutchinson_cpu", problem, ours, peer, "numpy+scipy loop",
+                        _floor(A, 64, 16), err, 1.5))
+    return rows
 
 
 @benchmark("diag_hutchinson_gpu", "gpu", "Hutchinson diag(H), 64 probes in blocks of 16, vs CuPy")
@@ -48,18 +55,21 @@ def diag_hutchinson_gpu(quick: bool) -> List[Row]:
     import cupy as cp
     import cupyx.scipy.sparse as cps
 
-    m = 1024 if quick else 2048
-    A_host = poisson2d(m)
-    A = cps.csr_matrix(A_host)
-    H = CSRMatrix.from_sparse(A)
-    rng = cp.random.default_rng(0)
-    ours, ours_call = time_gpu(lambda: diag_estimate(H, num_matvecs=64, block=16), n_repeat=20)
-    peer, peer_call = time_gpu(lambda: _peer_hutchinson(cp, A, 64, 16, rng), n_repeat=20)
-    truth = cp.asarray(A_host.diagonal())
-    err = max(rel_diff(diag_estimate(H, num_matvecs=64, block=16), truth),
-              rel_diff(_peer_hutchinson(cp, A, 64, 16, rng), truth))
-    return [Row("diag_hutchinson_gpu", f"poisson2d {m}^2, 64 probes", ours, peer, "cupy loop",
-                _floor(A_host, 64, 16), err, 1.5, ours_call_s=ours_call, peer_call_s=peer_call)]
+    rows = []
+    for problem, A_host in _hutchinson_problems(quick, 1024 if quick else 2048):
+        A = cps.csr_matrix(A_host)
+        H = CSRMatrix.from_sparse(A)
+        rng = cp.random.default_rng(0)
+        ours, ours_call = time_gpu(lambda: diag_estimate(H, num_matvecs=64, block=16),
+                                   n_repeat=20)
+        peer, peer_call = time_gpu(lambda: _peer_hutchinson(cp, A, 64, 16, rng), n_repeat=20)
+        truth = cp.asarray(A_host.diagonal())
+        err = max(rel_diff(diag_estimate(H, num_matvecs=64, block=16), truth),
+                  rel_diff(_peer_hutchinson(cp, A, 64, 16, rng), truth))
+        rows.append(Row("diag_hutchinson_gpu", problem, ours, peer, "cupy loop",
+                        _floor(A_host, 64, 16), err, 1.5, ours_call_s=ours_call,
+                        peer_call_s=peer_call))
+    return rows
 
 
 def _mean_rel_err(fn, truth: np.ndarray, seeds: int) -> float:
