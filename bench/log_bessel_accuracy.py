@@ -91,9 +91,10 @@ def main() -> None:
             for ax, (label, vals) in zip(axes, (("curvkit", ours[name]), ("SciPy", peers[name]))):
                 e = np.log10(np.clip(scaled(vals, ref[name], v, x), 0.1, 1e17))
                 sc_ = ax.scatter(lv, lx, c=e, s=8, cmap="viridis", vmin=-1, vmax=17)
-                ax.set_title(f"{name}: {label} (log10 ulps; non-finite at the top)")
+                ax.set_title(f"{name}: {label}")
                 ax.set_xlabel("log10 v")
             axes[0].set_ylabel("log10 x")
+            fig.suptitle("log10 of the scaled error in ulps; non-finite values at the top of the scale")
             fig.colorbar(sc_, ax=axes)
             fig.savefig(os.path.join(args.png, f"{name}_error.png"), dpi=120)
 
