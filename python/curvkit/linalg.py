@@ -78,7 +78,7 @@ class _Operator:
     """How the loop multiplies by ``A``: a curvkit CSR matrix (kernels in C++), or a Python
     callable writing ``A @ v`` into the work block."""
 
-    def __init__(self, A: Any, xp_hint: Optional[ModuleType]) -> None:
+    def __init__(self, A: Any) -> None:
         self.csr: Optional[CSRMatrix] = None
         self.dense: Any = None
         self.fn: Optional[Callable[[Any], Any]] = None
@@ -112,7 +112,7 @@ class _Operator:
                 f"LinearOperator or a callable v -> A @ v; got {type(A).__name__}"
             )
 
-    def diagonal(self, n: int, dtype: np.dtype) -> Any:
+    def diagonal(self, dtype: np.dtype) -> Any:
         if self.csr is not None:
             return self.csr.diagonal().astype(dtype, copy=False)
         if self.dense is not None:
@@ -130,7 +130,7 @@ def _preconditioner(M: Any, op: _Operator, xp: ModuleType, n: int, dtype: np.dty
     if isinstance(M, str):
         if M != "jacobi":
             raise ValueError(f"M must be None, 'jacobi', an array or an operator; got {M!r}")
-        d = op.diagonal(n, dtype)
+        d = op.diagonal(dtype)
         if not bool(xp.all(d > 0)) or not bool(xp.all(xp.isfinite(d))):
             raise ValueError("M='jacobi' needs a positive, finite diagonal of A (A is not SPD)")
         return xp.ascontiguousarray(1 / d, dtype=dtype), None
@@ -239,7 +239,7 @@ def cg_solve(
         Non-square ``A``, shape mismatches, NaN/Inf in the inputs, a Jacobi preconditioner for a
         matrix whose diagonal is not positive.
     """
-    op = _Operator(A, None)
+    op = _Operator(A)
     xp_b, b = _arrays.asarray(b)
     xp = _arrays.namespace(op.xp or xp_b, xp_b)
     if b.ndim not in (1, 2):
