@@ -67,7 +67,9 @@ def main() -> None:
         "",
         '#include "curvkit/device/macros.hpp"',
         "",
-        "namespace curvkit::device::detail {",
+        "namespace curvkit::device {",
+        "inline namespace CURVKIT_ISA_NAMESPACE {",
+        "namespace detail {",
         "",
         "/// a * b + c: fused on the device and where the host compiler targets FMA; elsewhere a",
         "/// plain multiply-add, since a libm fma call per coefficient would dominate the cost.",
@@ -85,10 +87,13 @@ def main() -> None:
     # The sums as one fall-through switch: a single jump, then straight-line code whose
     # polynomials in p2 are independent of each other (instruction-level parallelism) and
     # feed one Horner chain in t.
+    # Templates over the number type R: double here and on the device, a SIMD lane type in
+    # the vectorised CPU kernels (its own madd found by argument-dependent lookup).
     for name, polys, what in (("debye_u_series", u, "q"), ("debye_w_series", w, "s")):
         lines += [f"/// sum_(k=1..n) t^k {what}_k(p2), 1 <= n <= debye_max_terms.",
-                  f"CURVKIT_HD double {name}(double t, double p2, int n) {{",
-                  "    double acc = 0.0;",
+                  "template <class R>",
+                  f"CURVKIT_HD R {name}(R t, R p2, int n) {{",
+                  "    R acc = 0.0;",
                   "    switch (n) {"]
         for k in range(KMAX, 0, -1):
             lines.append(f"        case {k}: acc = madd(acc, t, {horner(coeffs_in_p2(polys[k], k, k), 'p2')});")
@@ -100,6 +105,10 @@ def main() -> None:
     print("ratio thresholds", [f"{x:.3g}" for x in ratio_v])
     lines += ["/// Terms of the u-sum that keep its truncation error below 1.5e-17 at order v."]
     lines += chain("debye_terms_log", log_v)
+    lines += ["", "/// The same thresholds as an array (host code counting them without branches):",
+              "/// debye_terms_log(v) = debye_max_terms - (number of entries <= v).",
+              f"constexpr double debye_terms_log_orders[{len(log_v) - 1}] = {{"
+              + ", ".join(f"{x:.6g}" for x in reversed(log_v[:-1])) + "};"]
     lines += ["", "/// Terms that also keep the w-sum of the ratios accurate at order v."]
     lines += chain("debye_terms_ratio", ratio_v)
     lines += ["", "/// Smallest order at which debye_max_terms terms reach that accuracy.",
@@ -107,11 +116,13 @@ def main() -> None:
     cs = inverse_gamma_taylor(26)
     lines += ["/// 1/Gamma(1 + u) = sum_k c_(k+1) u^k: the even part (k even) and the odd part",
               "/// divided by u, both as Horner forms in u^2 (enough terms for |u| <= 1/2).",
-              "CURVKIT_HD void inverse_gamma_parts(double u2, double& even, double& odd) {",
+              "template <class R>",
+              "CURVKIT_HD void inverse_gamma_parts(R u2, R& even, R& odd) {",
               f"    even = {horner(list(reversed(cs[0::2])), 'u2')};",
               f"    odd = {horner(list(reversed(cs[1::2])), 'u2')};",
               "}", ""]
-    lines += ["}  // namespace curvkit::device::detail", ""]
+    lines += ["}  // namespace detail", "}  // namespace CURVKIT_ISA_NAMESPACE",
+              "}  // namespace curvkit::device", ""]
     with open(args.out, "w") as f:
         f.write("\n".join(lines))
 
@@ -139,7 +150,7 @@ def term_thresholds(u, w):
 
 def chain(name: str, vmins) -> list[str]:
     """An if-chain returning the fewest terms whose threshold v clears."""
-    lines = [f"CURVKIT_HD int {name}(double v) {{"]
+    lines = [f"CURVKIT_HD constexpr int {name}(double v) {{"]
     for K, vmin in enumerate(vmins, start=1):
         if K == len(vmins):
             lines.append(f"    return {K};")

@@ -5,11 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "curvkit/device/log_bessel.hpp"
 #include "curvkit/linalg.hpp"
 #include "curvkit/runtime.hpp"
 #include "curvkit/sparse.hpp"
 #include "curvkit/special.hpp"
+#include "kernels.hpp"
 
 namespace {
 
@@ -144,11 +144,23 @@ int curvkit_special_function(int fn, const curvkit_dense* v, const curvkit_dense
     });
 }
 
-double curvkit_log_iv(double v, double x) { return curvkit::device::log_iv(v, x); }
+// The scalar entry points run the CPU array kernel on one element, so that they return what
+// the array functions return on this CPU (the vectorised kernels included).
+static double one_element(curvkit::special_fn f, double v, double x) {
+    double out = 0.0;
+    curvkit::cpu::special_function(f, curvkit::block_ref<const double>{&v, 1, 1, 1, 1},
+                                   curvkit::block_ref<const double>{&x, 1, 1, 1, 1},
+                                   curvkit::block_ref<double>{&out, 1, 1, 1, 1});
+    return out;
+}
 
-double curvkit_log_kv(double v, double x) { return curvkit::device::log_kv(v, x); }
+double curvkit_log_iv(double v, double x) { return one_element(curvkit::special_fn::log_iv, v, x); }
 
-double curvkit_iv_ratio(double v, double x) { return curvkit::device::iv_ratio(v, x); }
+double curvkit_log_kv(double v, double x) { return one_element(curvkit::special_fn::log_kv, v, x); }
+
+double curvkit_iv_ratio(double v, double x) {
+    return one_element(curvkit::special_fn::iv_ratio, v, x);
+}
 
 const char* curvkit_last_error(void) { return last_error.c_str(); }
 

@@ -14,6 +14,11 @@
 //     Wronskian (1/2 < x <= 2), or from Steed's fraction with its normalising sum (x > 2),
 //     then a forward recurrence in ratio form up to order v.
 // float arguments are evaluated in double and rounded once, which keeps them within an ulp.
+//
+// The uniform expansion and the power series are templates over the number type R: double
+// here and on the device, a SIMD lane type in the vectorised CPU kernels, which supplies its
+// own overloads of madd, select, the lane reductions and the math functions (found by
+// argument-dependent lookup) and calls the routes only inside their fast domains.
 #pragma once
 
 #include <cmath>
@@ -22,6 +27,7 @@
 #include "curvkit/device/macros.hpp"
 
 namespace curvkit::device {
+inline namespace CURVKIT_ISA_NAMESPACE {
 namespace detail {
 
 constexpr double bessel_eps = 2.220446049250313e-16;
@@ -39,6 +45,13 @@ CURVKIT_HD double inf_value() { return static_cast<double>(INFINITY); }
 CURVKIT_HD bool is_nan(double a) { return a != a; }
 CURVKIT_HD bool is_inf(double a) { return fabs(a) == static_cast<double>(INFINITY); }
 
+// Lane helpers of the scalar number type (the SIMD type has its own).
+CURVKIT_HD double select(bool m, double a, double b) { return m ? a : b; }
+CURVKIT_HD bool any_lane(bool m) { return m; }
+CURVKIT_HD bool and_not(bool a, bool b) { return a && !b; }
+CURVKIT_HD double max_lane(double a) { return a; }
+CURVKIT_HD double min_lane(double a) { return a; }
+
 /// asinh(v / x) for v, x > 0 given h = hypot(v, x), also where v / x overflows:
 /// asinh(w) = log(w + sqrt(1 + w^2)) = log((v + h) / x).
 CURVKIT_HD double asinh_ratio(double v, double x, double h) {
@@ -49,17 +62,25 @@ CURVKIT_HD double asinh_ratio(double v, double x, double h) {
     return w >= 0.5 ? log((v + h) / x) : log1p(w + w * v / (x + h));
 }
 
+/// hypot(v, x): sqrt(v^2 + x^2) is as accurate as hypot and much cheaper while the squares
+/// stay finite.
+CURVKIT_HD double debye_hypot(double v, double x) {
+    return (v < 1e150 && x < 1e150) ? sqrt(madd(v, v, x * x)) : hypot(v, x);
+}
+
 /// The pieces of the uniform expansion at (v, x): v eta = hypot(v, x) - v asinh(v / x),
-/// h = hypot(v, x), p = v / h, p^2.
+/// h = hypot(v, x), its reciprocal (= p / v, the expansion's variable), p = v / h, p^2.
+template <class R>
 struct debye_point {
-    double veta, h, p, p2;
+    R veta, h, inv_h, p, p2;
 };
 
-CURVKIT_HD debye_point debye_at(double v, double x) {
-    debye_point d;
-    // sqrt(v^2 + x^2) is as accurate as hypot and much cheaper while the squares stay finite.
-    d.h = (v < 1e150 && x < 1e150) ? sqrt(madd(v, v, x * x)) : hypot(v, x);
-    d.p = v / d.h;
+template <class R>
+CURVKIT_HD debye_point<R> debye_at(R v, R x) {
+    debye_point<R> d;
+    d.h = debye_hypot(v, x);
+    d.inv_h = 1.0 / d.h;
+    d.p = v * d.inv_h;
     d.p2 = d.p * d.p;
     d.veta = d.h - v * asinh_ratio(v, x, d.h);
     return d;
@@ -71,23 +92,37 @@ CURVKIT_HD double debye_u_sum(double t, double p2, int n) { return debye_u_serie
 /// sum_{k=1}^{n} t^k s_k(p2) with t = +-p/v: the w-sum W (alternating for t < 0).
 CURVKIT_HD double debye_w_sum(double t, double p2, int n) { return debye_w_series(t, p2, n); }
 
+/// log I_v(x) by the uniform expansion with n terms (at least debye_terms_log(v); more only
+/// add terms below the rounding level).
+template <class R>
+CURVKIT_HD R debye_log_iv_terms(R v, R x, int n) {
+    const debye_point<R> d = debye_at(v, x);
+    const R u = 1.0 + debye_u_series(d.inv_h, d.p2, n);
+    // log(U / sqrt(h)) as half of one logarithm, without a square root; its rounding is far
+    // below eps * h.
+    return d.veta - half_ln_2pi + 0.5 * log(u * u * d.inv_h);
+}
+
+/// log K_v(x) likewise, with the alternating sum.
+template <class R>
+CURVKIT_HD R debye_log_kv_terms(R v, R x, int n) {
+    const debye_point<R> d = debye_at(v, x);
+    const R u = 1.0 + debye_u_series(-d.inv_h, d.p2, n);
+    return -d.veta + half_ln_pi_over_2 + 0.5 * log(u * u * d.inv_h);
+}
+
 CURVKIT_HD double debye_log_iv(double v, double x) {
-    const debye_point d = debye_at(v, x);
-    const double s = debye_u_sum(d.p / v, d.p2, debye_terms_log(v));
-    // One logarithm for sqrt(h) and the sum: its rounding is far below eps * h.
-    return d.veta - half_ln_2pi + log((1.0 + s) / sqrt(d.h));
+    return debye_log_iv_terms(v, x, debye_terms_log(v));
 }
 
 CURVKIT_HD double debye_log_kv(double v, double x) {
-    const debye_point d = debye_at(v, x);
-    const double s = debye_u_sum(-d.p / v, d.p2, debye_terms_log(v));
-    return -d.veta + half_ln_pi_over_2 + log((1.0 + s) / sqrt(d.h));
+    return debye_log_kv_terms(v, x, debye_terms_log(v));
 }
 
 // I'_v / I_v = (h / x) (U + (1 - p^2) W) / U and 1 - p^2 = x^2 / h^2, so
 // I_{v+1} / I_v = I'_v / I_v - v / x = x / (h + v) + (x / h) W / U without cancellation.
 CURVKIT_HD double debye_iv_ratio(double v, double x) {
-    const debye_point d = debye_at(v, x);
+    const debye_point<double> d = debye_at(v, x);
     const int n = debye_terms_ratio(v);
     const double t = d.p / v;
     const double u = 1.0 + debye_u_sum(t, d.p2, n);
@@ -97,7 +132,7 @@ CURVKIT_HD double debye_iv_ratio(double v, double x) {
 
 // K'_v / K_v = -(h / x) - (x / h) W / U with the alternating sums.
 CURVKIT_HD double debye_dlog_kv(double v, double x) {
-    const debye_point d = debye_at(v, x);
+    const debye_point<double> d = debye_at(v, x);
     const int n = debye_terms_ratio(v);
     const double t = -d.p / v;
     const double u = 1.0 + debye_u_sum(t, d.p2, n);
@@ -109,25 +144,28 @@ CURVKIT_HD double debye_dlog_kv(double v, double x) {
 /// at order N = v + m >= debye_min_order and m steps of the backward recurrence of the ratio
 /// R_nu = I_{nu+1} / I_nu, R_{nu-1} = 1 / (R_nu + 2 nu / x): every term positive, each step
 /// damps the error it inherits, and log I_v = log I_N - sum log R.
-CURVKIT_HD double shifted_debye_log_iv(double v, double x, double& ratio) {
-    const int m = static_cast<int>(ceil(debye_min_order - v));
-    const double big = v + m;
-    const debye_point d = debye_at(big, x);
-    const int n = debye_terms_ratio(big);
-    const double t = d.p / big;
-    const double u = 1.0 + debye_u_sum(t, d.p2, n);
-    const double w = debye_w_sum(t, d.p2, n);
-    double r = x / (d.h + big) + (x / d.h) * (w / u);
+template <class R>
+CURVKIT_HD R shifted_debye_log_iv(R v, R x, R& ratio) {
+    const R m = ceil(debye_min_order - v);
+    const R big = v + m;
+    const debye_point<R> d = debye_at(big, x);
+    // N < debye_min_order + 1 < 23.5, where the ratio needs all the tabulated terms.
+    const int n = debye_max_terms;
+    const R u = 1.0 + debye_u_series(d.inv_h, d.p2, n);
+    const R w = debye_w_series(d.inv_h, d.p2, n);
+    R r = x / (d.h + big) + x * d.inv_h * (w / u);
     // For x >= 1 each R exceeds x / (2 N + x) > 1/45, so the product of at most 22 of them
     // stays far from underflow.
-    double prod = 1.0;
-    const double two_over_x = 2.0 / x;
-    for (int k = m; k >= 1; --k) {
-        r = 1.0 / (r + (v + k) * two_over_x);  // R_{v+k-1}
-        prod *= r;
+    R prod = 1.0;
+    const R two_over_x = 2.0 / x;
+    for (int k = static_cast<int>(max_lane(m)); k >= 1; --k) {
+        const R next = 1.0 / (r + (v + static_cast<double>(k)) * two_over_x);  // R_{v+k-1}
+        const auto active = static_cast<double>(k) <= m;  // lanes with fewer steps idle
+        r = select(active, next, r);
+        prod = prod * select(active, next, 1.0);
     }
     ratio = r;
-    return d.veta - half_ln_2pi + log(u / (sqrt(d.h) * prod));
+    return d.veta - half_ln_2pi + 0.5 * log(u * u * d.inv_h / (prod * prod));
 }
 
 /// Hankel's sum sum_k (+-1)^k a_k(v) / x^k (minus for I, plus for K) with a truncation test:
@@ -175,34 +213,50 @@ CURVKIT_HD inverse_gammas inverse_gamma_pair(double u) {
 }
 
 /// Gamma(v + 1) for -1/2 <= v < debye_min_order (below 1e21): Gamma(1 + u) times
-/// (u + 1) ... (u + n), exact to a few ulps, also where log Gamma is near zero.
-CURVKIT_HD double gamma_1p_small(double v) {
-    int n;
-    double u;
-    split_order(v, n, u);
-    double prod = 1.0;
-    for (int j = 1; j <= n; ++j) prod *= u + j;
-    return prod / inverse_gamma_pair(u).plus;
+/// (u + 1) ... (u + n) with v = n + u, |u| <= 1/2, exact to a few ulps, also where
+/// log Gamma is near zero.
+template <class R>
+CURVKIT_HD R gamma_1p_small(R v) {
+    const R n = floor(v + 0.5);
+    const R u = v - n;
+    // Two products (odd and even j) halve the chain of dependent multiplications.
+    R odd_j = 1.0, even_j = 1.0;
+    const int most = static_cast<int>(max_lane(n));
+    for (int j = 1; j <= most; j += 2) {
+        odd_j = odd_j * select(static_cast<double>(j) <= n, u + static_cast<double>(j), 1.0);
+        even_j = even_j * select(static_cast<double>(j + 1) <= n, u + static_cast<double>(j + 1), 1.0);
+    }
+    R even, odd;
+    inverse_gamma_parts(u * u, even, odd);
+    return odd_j * even_j / madd(u, odd, even);
 }
 
-/// log I_v(x) from the power series, for 0 <= v < debye_min_order and any x > 0; the
-/// terms are summed relative to the first and rescaled before they could overflow.
-CURVKIT_HD double series_log_iv(double v, double x) {
-    const double q = 0.25 * x * x;
-    double s = 1.0, t = 1.0, shift = 0.0;
-    for (int k = 1; k < 100000; ++k) {
-        t *= q / (k * (v + k));
-        s += t;
-        if (t <= 0.5 * bessel_eps * s) break;
-        if (s > 1e280) {
-            s *= 1e-280;
-            t *= 1e-280;
-            shift += 644.72382603833279152;  // 280 log(10)
-        }
+/// log I_v(x) from the power series, for 0 <= v < debye_min_order and 0 < x < hankel_min_x:
+/// the terms are all positive, and their sum relative to the first, at most I_0(x) < 5e7
+/// there, cannot overflow.
+template <class R>
+CURVKIT_HD R series_log_iv(R v, R x) {
+    const R q = 0.25 * x * x;
+    R s = 1.0, t = 1.0;
+    // A lane stops adding once its term falls below rounding, so that its result does not
+    // depend on the lanes beside it. Two terms per division: with d_k = k (v + k),
+    // t_{k+1} = t_{k-1} q / d_k = t_{k-1} (q / (d_k d_{k+1})) d_{k+1}, t_{k+2} = t_{k-1} (...) q.
+    auto active = s > 0.0;
+    for (int k = 1; k < 1000; k += 2) {
+        const double k1 = k, k2 = k + 1;
+        const R d1 = k1 * (v + k1), d2 = k2 * (v + k2);
+        const R r = q / (d1 * d2);
+        const R t1 = t * (r * d2);
+        t = t * (r * q);
+        s = s + select(active, t1, 0.0);
+        active = active & (t1 > 0.5 * bessel_eps * s);
+        s = s + select(active, t, 0.0);
+        active = active & (t > 0.5 * bessel_eps * s);
+        if (!any_lane(active)) break;
     }
     // log(x) - log 2, not log(x / 2): x / 2 underflows for the smallest subnormal x.
-    const double lead = v == 0.0 ? 0.0 : v * (log(x) - ln_2);
-    return lead + log(s / gamma_1p_small(v)) + shift;
+    const R lead = select(v == 0.0, 0.0, v * (log(x) - ln_2));
+    return lead + log(s / gamma_1p_small(v));
 }
 
 /// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, 0 < x <= 2, by Temme's series.
@@ -241,59 +295,67 @@ CURVKIT_HD void temme_kv(double u, double x, double& log_k, double& ratio) {
 /// continued fraction for z_1/z_0, z_n = U(u + 1/2 + n, 2u + 1, 2x), together with the
 /// normalising sum S = sum_n C_n z_n / z_0, K_u = sqrt(pi / (2x)) e^{-x} / S (only
 /// `with_log`: the sum converges more slowly than the fraction at small x).
-CURVKIT_HD void steed_kv(double u, double x, double& log_k, double& ratio, bool with_log) {
+template <class R>
+CURVKIT_HD void steed_kv(R u, R x, R& log_k, R& ratio, bool with_log) {
     // z_{n-1} = b_n z_n + a_{n+1} z_{n+1}, b_n = 2 (n + x), a_{n+1} = u^2 - (n + 1/2)^2.
     // The sum needs C_n q_n with q the solution of the recurrence from q_0 = 0, q_1 = 1 and
     // C_{n+1} = -C_n a_{n+1} / (n + 1). Carrying r_n = q_n a_2 ... a_n and
     // c_n = C_n / (a_2 ... a_n) instead gives r_{n+1} = a_n r_{n-1} - b_n r_n and
     // c_{n+1} = -c_n / (n + 1): the only division on the critical path is Steed's D_n.
-    const double a1 = u * u - 0.25;
-    double b = 2.0 * (1.0 + x);
-    double d = 1.0 / b;            // Steed's D_n
-    double dh = d, h = d;          // increments and value of the fraction z_1/z_0
-    double r_prev = 0.0, r_cur = 1.0;
-    double a = a1;                 // a_n
-    double c = -a1;                // c_1 = C_1
-    double qsum = c;               // sum_{k=1}^{n} C_k q_k
-    double s = 1.0 + qsum * dh;
+    const R a1 = u * u - 0.25;
+    R b = 2.0 * (1.0 + x);
+    R d = 1.0 / b;            // Steed's D_n
+    R dh = d, h = d;          // increments and value of the fraction z_1/z_0
+    R r_prev = 0.0, r_cur = 1.0;
+    R a = a1;                 // a_n
+    R c = -a1;                // c_1 = C_1
+    R qsum = c;               // sum_{k=1}^{n} C_k q_k
+    R s = 1.0 + qsum * dh;
+    // A lane keeps its h and s once both have converged (x > 0: all lanes start active).
+    auto active = x > 0.0;
     for (int n = 1; n < 10000; ++n) {
-        const double r_next = a * r_prev - b * r_cur;  // uses a_n and b_n
-        a -= 2.0 * n;                                  // a_{n+1} = a_n - 2n
-        c *= -1.0 / (n + 1.0);
+        const R r_next = a * r_prev - b * r_cur;  // uses a_n and b_n
+        a = a - 2.0 * n;                          // a_{n+1} = a_n - 2n
+        c = c * (-1.0 / (n + 1.0));
         r_prev = r_cur;
         r_cur = r_next;
-        if (fabs(r_cur) > 1e150) {  // rescale r and c together; their products are unchanged
-            r_prev *= 1e-150;
-            r_cur *= 1e-150;
-            c *= 1e150;
-        }
-        qsum += c * r_cur;
-        b += 2.0;
+        // Rescale r and c together where r grows large; their products are unchanged.
+        const auto large = fabs(r_cur) > 1e150;
+        r_prev = select(large, r_prev * 1e-150, r_prev);
+        r_cur = select(large, r_cur * 1e-150, r_cur);
+        c = select(large, c * 1e150, c);
+        qsum = qsum + c * r_cur;
+        b = b + 2.0;
         d = 1.0 / (b + a * d);
-        dh *= b * d - 1.0;
-        h += dh;
-        const double ds = qsum * dh;
-        s += ds;
-        const bool sum_done = !with_log || fabs(ds) <= 0.5 * bessel_eps * fabs(s);
-        if (sum_done && fabs(dh) <= 0.5 * bessel_eps * fabs(h)) break;
+        dh = dh * (b * d - 1.0);
+        h = select(active, h + dh, h);
+        const R ds = qsum * dh;
+        s = select(active, s + ds, s);
+        const auto h_done = fabs(dh) <= 0.5 * bessel_eps * fabs(h);
+        active = with_log ? and_not(active, h_done & (fabs(ds) <= 0.5 * bessel_eps * fabs(s)))
+                          : and_not(active, h_done);
+        if (!any_lane(active)) break;
     }
-    log_k = with_log ? half_ln_pi_over_2 - 0.5 * log(x) - x - log(s) : 0.0;
+    log_k = with_log ? half_ln_pi_over_2 - 0.5 * log(x) - x - log(s) : R(0.0);
     ratio = (u + 0.5 + x + a1 * h) / x;
 }
 
 /// I_{v+1}(x) / I_v(x) from its continued fraction 1 / (b_1 + 1 / (b_2 + ...)),
 /// b_k = 2 (v + k) / x, by the modified Lentz method (every b_k > 0 for v > -1).
-CURVKIT_HD double cf1_iv_ratio(double v, double x) {
-    const double two_over_x = 2.0 / x;
-    double f = (v + 1.0) * two_over_x;
-    double c = f, d = 0.0;
+template <class R>
+CURVKIT_HD R cf1_iv_ratio(R v, R x) {
+    const R two_over_x = 2.0 / x;
+    R f = (v + 1.0) * two_over_x;
+    R c = f, d = 0.0;
+    auto active = x > 0.0;  // a lane keeps f once converged
     for (int k = 2; k < 100000; ++k) {
-        const double b = (v + k) * two_over_x;
+        const R b = (v + static_cast<double>(k)) * two_over_x;
         d = 1.0 / (b + d);
         c = b + 1.0 / c;
-        const double delta = c * d;
-        f *= delta;
-        if (fabs(delta - 1.0) <= bessel_eps) break;
+        const R delta = c * d;
+        f = select(active, f * delta, f);
+        active = and_not(active, fabs(delta - 1.0) <= bessel_eps);
+        if (!any_lane(active)) break;
     }
     return 1.0 / f;
 }
@@ -305,39 +367,63 @@ CURVKIT_HD double cf1_iv_ratio(double v, double x) {
 constexpr double temme_max_x = 0.5;
 constexpr double steed_sum_min_x = 2.0;
 
+/// mant * rho (one step of a growing product), renormalised as mantissa * 2^expo before it
+/// or the next ratio (up to ~1e302 for the smallest x) could overflow; only where `on`.
+CURVKIT_HD void multiply_ratio(double& mant, double& expo, double rho, bool on) {
+    if (!on) return;
+    if (mant > 1e100 || rho > 1e200) {
+        int e1, e2;
+        mant = frexp(mant, &e1) * frexp(rho, &e2);
+        expo += e1 + e2;
+    } else {
+        mant *= rho;
+    }
+}
+
+/// The forward recurrence of the ratios rho_j = K_{u+j+1} / K_{u+j} (stable for K) over the
+/// n steps from order u to v = u + n: returns log(rho_0 ... rho_{n-1}) = log(K_v / K_u) and
+/// leaves K_{v+1} / K_v in rho. Every ratio is >= 1, so the product only grows.
+template <class R>
+CURVKIT_HD R k_recurrence(R u, R n, R x, R& rho) {
+    R mant = 1.0, expo = 0.0;
+    const R two_over_x = 2.0 / x;
+    const int most = static_cast<int>(max_lane(n));
+    for (int j = 1; j <= most; ++j) {
+        const auto on = static_cast<double>(j) <= n;  // lanes with fewer steps idle
+        multiply_ratio(mant, expo, rho, on);
+        rho = select(on, 1.0 / rho + (u + static_cast<double>(j)) * two_over_x, rho);
+    }
+    return log(mant) + expo * ln_2;
+}
+
+/// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, x > temme_max_x: Steed's
+/// fraction at the order |u| <= 1/2 (with its normalising sum where x > steed_sum_min_x, else
+/// with the Wronskian), then the forward recurrence. `with_sum` must be x > steed_sum_min_x.
+template <class R>
+CURVKIT_HD R steed_log_kv(R v, R x, bool with_sum, R& ratio) {
+    const R n = floor(v + 0.5);
+    const R u = v - n;
+    R log_k, rho;
+    steed_kv(u, x, log_k, rho, with_sum);
+    if (!with_sum) log_k = -log(x) - series_log_iv(u, x) - log(rho + cf1_iv_ratio(u, x));
+    log_k = log_k + k_recurrence(u, n, x, rho);
+    ratio = rho;
+    return log_k;
+}
+
 /// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, x > 0: K at |u| <= 1/2
-/// and a forward recurrence of the ratios rho_j = K_{u+j+1} / K_{u+j}, stable for K.
+/// and the forward recurrence of the ratios up to order v.
 CURVKIT_HD void small_order_kv(double v, double x, double& log_k, double& ratio) {
+    if (x > temme_max_x) {
+        log_k = steed_log_kv(v, x, x > steed_sum_min_x, ratio);
+        return;
+    }
     int n;
     double u;
     split_order(v, n, u);
     double rho;
-    if (x <= temme_max_x) {
-        temme_kv(u, x, log_k, rho);
-    } else if (x <= steed_sum_min_x) {
-        steed_kv(u, x, log_k, rho, false);
-        log_k = -log(x) - series_log_iv(u, x) - log(rho + cf1_iv_ratio(u, x));
-    } else {
-        steed_kv(u, x, log_k, rho, true);
-    }
-    // The product of the ratios is kept as mantissa * 2^exponent: it reaches 1e300^n for
-    // tiny x.
-    double mant = 1.0;
-    int expo = 0;
-    const double two_over_x = 2.0 / x;
-    for (int j = 1; j <= n; ++j) {
-        // Every ratio is >= 1, so the product only grows; it is renormalised before it or the
-        // next ratio (up to ~1e302 for the smallest x) could overflow.
-        if (mant > 1e100 || rho > 1e200) {
-            int e1, e2;
-            mant = frexp(mant, &e1) * frexp(rho, &e2);
-            expo += e1 + e2;
-        } else {
-            mant *= rho;
-        }
-        rho = 1.0 / rho + (u + j) * two_over_x;
-    }
-    log_k += log(mant) + expo * ln_2;
+    temme_kv(u, x, log_k, rho);
+    log_k += k_recurrence(u, static_cast<double>(n), x, rho);
     ratio = rho;
 }
 
@@ -507,4 +593,5 @@ CURVKIT_HD float dlog_kv(float v, float x) {
     return static_cast<float>(dlog_kv(static_cast<double>(v), static_cast<double>(x)));
 }
 
+}  // namespace CURVKIT_ISA_NAMESPACE
 }  // namespace curvkit::device

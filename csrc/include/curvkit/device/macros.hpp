@@ -6,3 +6,11 @@
 #else
 #  define CURVKIT_HD inline
 #endif
+
+// The inline namespace the host/device math of curvkit/device/ is compiled into. A translation
+// unit built for a wider instruction set (the AVX2 CPU kernels) names its own before including
+// these headers, so that its copies of the inline functions never merge at link time with the
+// generic ones that other translation units call. The visible names stay curvkit::device::...
+#ifndef CURVKIT_ISA_NAMESPACE
+#  define CURVKIT_ISA_NAMESPACE generic
+#endif

@@ -7,7 +7,9 @@
 
 #include "curvkit/device/macros.hpp"
 
-namespace curvkit::device::detail {
+namespace curvkit::device {
+inline namespace CURVKIT_ISA_NAMESPACE {
+namespace detail {
 
 /// a * b + c: fused on the device and where the host compiler targets FMA; elsewhere a
 /// plain multiply-add, since a libm fma call per coefficient would dominate the cost.
@@ -22,8 +24,9 @@ CURVKIT_HD double madd(double a, double b, double c) {
 constexpr int debye_max_terms = 16;
 
 /// sum_(k=1..n) t^k q_k(p2), 1 <= n <= debye_max_terms.
-CURVKIT_HD double debye_u_series(double t, double p2, int n) {
-    double acc = 0.0;
+template <class R>
+CURVKIT_HD R debye_u_series(R t, R p2, int n) {
+    R acc = 0.0;
     switch (n) {
         case 16: acc = madd(acc, t, madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(135522158703093.69, p2, -1301012723549699.5), p2, 5705782159023671.0), p2, -1.5129826322457682e+16), p2, 2.705471130619708e+16), p2, -3.4447226006485144e+16), p2, 3.213827526858624e+16), p2, -2.2268225133911144e+16), p2, 1.1486706978449752e+16), p2, -4379325838364015.5), p2, 1212675804250347.5), p2, -236652530451649.25), p2, 31007436472896.46), p2, -2521558474912.8545), p2, 110997405139.17902), p2, -2001646928.1917763), p2, 6252951.493434797));
             [[fallthrough]];
@@ -62,8 +65,9 @@ CURVKIT_HD double debye_u_series(double t, double p2, int n) {
 }
 
 /// sum_(k=1..n) t^k s_k(p2), 1 <= n <= debye_max_terms.
-CURVKIT_HD double debye_w_series(double t, double p2, int n) {
-    double acc = 0.0;
+template <class R>
+CURVKIT_HD R debye_w_series(R t, R p2, int n) {
+    R acc = 0.0;
     switch (n) {
         case 16: acc = madd(acc, t, madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(273897415484147.25, p2, -2356721717847113.0), p2, 9186010006154796.0), p2, -2.143821676701256e+16), p2, 3.3356135245538492e+16), p2, -3.645690946093807e+16), p2, 2.8724944604926984e+16), p2, -1.6476228801221006e+16), p2, 6861842520073728.0), p2, -2045260879988676.5), p2, 424188030484758.25), p2, -58397521808801.01), p2, 4936816518817.299), p2, -223582220539.24063), p2, 4104764361.639402), p2, -12909319.212252485));
             [[fallthrough]];
@@ -102,7 +106,7 @@ CURVKIT_HD double debye_w_series(double t, double p2, int n) {
 }
 
 /// Terms of the u-sum that keep its truncation error below 1.5e-17 at order v.
-CURVKIT_HD int debye_terms_log(double v) {
+CURVKIT_HD constexpr int debye_terms_log(double v) {
     if (v >= 4.66623e+07) return 1;
     if (v >= 102970) return 2;
     if (v >= 6054.85) return 3;
@@ -121,8 +125,12 @@ CURVKIT_HD int debye_terms_log(double v) {
     return 16;
 }
 
+/// The same thresholds as an array (host code counting them without branches):
+/// debye_terms_log(v) = debye_max_terms - (number of entries <= v).
+constexpr double debye_terms_log_orders[15] = {19.0808, 20.8201, 23.3726, 26.5221, 31.4022, 37.9756, 49.1728, 66.5097, 101.62, 171.478, 372.977, 1066.9, 6054.85, 102970, 4.66623e+07};
+
 /// Terms that also keep the w-sum of the ratios accurate at order v.
-CURVKIT_HD int debye_terms_ratio(double v) {
+CURVKIT_HD constexpr int debye_terms_ratio(double v) {
     if (v >= 3.80058e+08) return 1;
     if (v >= 525247) return 2;
     if (v >= 19498.6) return 3;
@@ -146,9 +154,12 @@ constexpr double debye_min_order = 21.3902;
 
 /// 1/Gamma(1 + u) = sum_k c_(k+1) u^k: the even part (k even) and the odd part
 /// divided by u, both as Horner forms in u^2 (enough terms for |u| <= 1/2).
-CURVKIT_HD void inverse_gamma_parts(double u2, double& even, double& odd) {
+template <class R>
+CURVKIT_HD void inverse_gamma_parts(R u2, R& even, R& odd) {
     even = madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(1.2267786282382608e-15, u2, -2.0583260535665066e-14), u2, -3.696805618642206e-12), u2, 1.0434267116911005e-10), u2, 5.002007644469223e-09), u2, -2.056338416977607e-07), u2, -1.2504934821426706e-06), u2, 0.0001280502823881162), u2, -0.0011651675918590652), u2, -0.009621971527876973), u2, 0.16653861138229148), u2, -0.6558780715202539), u2, 1.0);
     odd = madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(-1.1812593016974588e-16, u2, -5.348122539423018e-15), u2, 5.100370287454476e-13), u2, 7.782263439905071e-12), u2, -1.18127457048702e-09), u2, 6.116095104481416e-09), u2, 1.133027231981696e-06), u2, -2.013485478078824e-05), u2, -0.00021524167411495098), u2, 0.0072189432466631), u2, -0.04219773455554433), u2, -0.04200263503409524), u2, 0.5772156649015329);
 }
 
-}  // namespace curvkit::device::detail
+}  // namespace detail
+}  // namespace CURVKIT_ISA_NAMESPACE
+}  // namespace curvkit::device

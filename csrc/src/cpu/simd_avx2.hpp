@@ -1,0 +1,149 @@
+// Double lanes in AVX2 registers, with what the templated routes of
+// curvkit/device/log_bessel.hpp need: arithmetic, comparisons to masks, select and lane
+// reductions, fused multiply-add, and sqrt, floor, ceil, log, log1p. Only for translation
+// units compiled with -mavx2 -mfma (see special_avx2.cpp).
+#pragma once
+
+#if !defined(__AVX2__) || !defined(__FMA__)
+#  error "simd_avx2.hpp needs -mavx2 -mfma"
+#endif
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace curvkit::cpu::avx2 {
+
+/// Lanes per vd: two AVX2 registers, so that each instruction window holds two independent
+/// dependency chains (the routes are long chains of dependent operations).
+constexpr int lanes = 8;
+
+/// Eight doubles. Implicit from double so that the routes' literals broadcast.
+struct vd {
+    __m256d a, b;
+    vd() = default;
+    vd(double x) : a(_mm256_set1_pd(x)), b(a) {}  // NOLINT: broadcasts on purpose
+    vd(__m256d lo, __m256d hi) : a(lo), b(hi) {}
+    static vd load(const double* p) { return {_mm256_load_pd(p), _mm256_load_pd(p + 4)}; }
+    void store(double* p) const {
+        _mm256_store_pd(p, a);
+        _mm256_store_pd(p + 4, b);
+    }
+};
+
+/// Lane mask: all bits set where true.
+struct vm {
+    __m256d a, b;
+};
+
+#define CURVKIT_VD_BINARY(op, intrinsic) \
+      inline vd operator op(vd x, vd y) { return {intrinsic(x.a, y.a), intrinsic(x.b, y.b)}; }
+CURVKIT_VD_BINARY(+, _mm256_add_pd)
+CURVKIT_VD_BINARY(-, _mm256_sub_pd)
+CURVKIT_VD_BINARY(*, _mm256_mul_pd)
+CURVKIT_VD_BINARY(/, _mm256_div_pd)
+#undef CURVKIT_VD_BINARY
+inline vd operator-(vd x) {
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    return {_mm256_xor_pd(x.a, sign), _mm256_xor_pd(x.b, sign)};
+}
+
+#define CURVKIT_VD_COMPARE(op, predicate)                                               \
+      inline vm operator op(vd x, vd y) {                                                 \
+          return {_mm256_cmp_pd(x.a, y.a, predicate), _mm256_cmp_pd(x.b, y.b, predicate)}; \
+      }
+CURVKIT_VD_COMPARE(<, _CMP_LT_OQ)
+CURVKIT_VD_COMPARE(<=, _CMP_LE_OQ)
+CURVKIT_VD_COMPARE(>, _CMP_GT_OQ)
+CURVKIT_VD_COMPARE(>=, _CMP_GE_OQ)
+CURVKIT_VD_COMPARE(==, _CMP_EQ_OQ)
+#undef CURVKIT_VD_COMPARE
+inline vm operator&(vm x, vm y) { return {_mm256_and_pd(x.a, y.a), _mm256_and_pd(x.b, y.b)}; }
+inline vm operator|(vm x, vm y) { return {_mm256_or_pd(x.a, y.a), _mm256_or_pd(x.b, y.b)}; }
+
+inline vd select(vm m, vd x, vd y) {
+    return {_mm256_blendv_pd(y.a, x.a, m.a), _mm256_blendv_pd(y.b, x.b, m.b)};
+}
+/// The mask as eight bits, lane l in bit l.
+inline unsigned lane_bits(vm m) {
+    return static_cast<unsigned>(_mm256_movemask_pd(m.a) | (_mm256_movemask_pd(m.b) << 4));
+}
+inline bool any_lane(vm m) { return _mm256_movemask_pd(_mm256_or_pd(m.a, m.b)) != 0; }
+
+inline double max_lane(vd x) {
+    const __m256d m4 = _mm256_max_pd(x.a, x.b);
+    const __m128d m = _mm_max_pd(_mm256_castpd256_pd128(m4), _mm256_extractf128_pd(m4, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
+}
+
+inline vd madd(vd x, vd y, vd z) {
+    return {_mm256_fmadd_pd(x.a, y.a, z.a), _mm256_fmadd_pd(x.b, y.b, z.b)};
+}
+inline vd fabs(vd x) {
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    return {_mm256_andnot_pd(sign, x.a), _mm256_andnot_pd(sign, x.b)};
+}
+inline vm and_not(vm x, vm y) { return {_mm256_andnot_pd(y.a, x.a), _mm256_andnot_pd(y.b, x.b)}; }
+inline vd sqrt(vd x) { return {_mm256_sqrt_pd(x.a), _mm256_sqrt_pd(x.b)}; }
+inline vd floor(vd x) {
+    constexpr int mode = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+    return {_mm256_round_pd(x.a, mode), _mm256_round_pd(x.b, mode)};
+}
+inline vd ceil(vd x) {
+    constexpr int mode = _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC;
+    return {_mm256_round_pd(x.a, mode), _mm256_round_pd(x.b, mode)};
+}
+
+/// x = 2^e m for positive, finite, normal x: m in [sqrt(1/2), sqrt(2)) and e, both exact.
+inline void split_exponent(__m256d x, __m256d& m, __m256d& e) {
+    const __m256i bits = _mm256_castpd_si256(x);
+    const __m256i mantissa_mask = _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL);
+    const __m256i one_bits = _mm256_set1_epi64x(0x3FF0000000000000LL);
+    m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, mantissa_mask), one_bits));
+    // The biased exponent as a double: its bits placed under 2^52's exponent, minus 2^52.
+    const __m256i two52_bits = _mm256_set1_epi64x(0x4330000000000000LL);
+    const __m256d biased = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(bits, 52), two52_bits)),
+        _mm256_castsi256_pd(two52_bits));
+    const __m256d high = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), high);
+    e = _mm256_sub_pd(biased, _mm256_blendv_pd(_mm256_set1_pd(1023.0), _mm256_set1_pd(1022.0), high));
+}
+
+/// Natural logarithm of positive, finite, normal lanes, within an ulp. x = 2^e m with m in
+/// [sqrt(1/2), sqrt(2)); f = m - 1 is exact, s = f / (2 + f), and
+/// log(1 + f) = 2 atanh(s) = 2s + s R(s^2) = f - s (f - R), R = sum_j 2 s^(2j) / (2j + 1),
+/// where every rounding is of a term at most s < 0.172 times the result's size.
+inline vd log(vd x) {
+    vd m, e;
+    split_exponent(x.a, m.a, e.a);
+    split_exponent(x.b, m.b, e.b);
+    const vd f = m - 1.0;
+    const vd s = f / (f + 2.0);
+    const vd z = s * s;
+    // 2/(2j+1) for j = 1..10: the first omitted term is below 3e-18 of the result.
+    const vd r = madd(madd(madd(madd(madd(madd(madd(madd(madd(vd(2.0 / 21.0), z, 2.0 / 19.0), z,
+                                                          2.0 / 17.0), z, 2.0 / 15.0), z,
+                                                2.0 / 13.0), z, 2.0 / 11.0), z, 2.0 / 9.0),
+                                z, 2.0 / 7.0), z, 2.0 / 5.0),
+                      z, 2.0 / 3.0) * z;
+    constexpr double ln2_hi = 6.93147180369123816490e-01;  // 32 trailing zero bits: e ln2_hi exact
+    constexpr double ln2_lo = 1.90821492927058770002e-10;
+    return madd(e, vd(ln2_hi), f - madd(s, f - r, -(e * ln2_lo)));
+}
+
+/// 1/x to about 12 bits (through single precision; 0 past its range).
+inline vd rough_reciprocal(vd x) {
+    return {_mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(x.a))),
+            _mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(x.b)))};
+}
+
+/// log(1 + y) for y >= 0 (finite): log of u = 1 + y plus the rounding of u relative to u,
+/// (y - (u - 1)) / u, which is below eps and needs only a few correct bits.
+inline vd log1p(vd y) {
+    const vd u = y + 1.0;
+    const vd correction = (y - (u - 1.0)) * rough_reciprocal(u);
+    return select(u == vd(1.0), y, log(u) + correction);
+}
+
+}  // namespace curvkit::cpu::avx2

@@ -1,0 +1,232 @@
+// log I_v(x) and log K_v(x) over arrays, four elements at a time with AVX2 and FMA.
+//
+// Each chunk of elements is sorted by route: the uniform expansion (order >= debye_min_order),
+// and for log I at smaller orders the power series (x < 20) and the shifted uniform expansion
+// with the backward ratio recurrence (x >= 20). Those routes run in SIMD lanes on the same
+// templated code as the scalar functions; every other element (small-order log K, zero,
+// infinite, negative or subnormal arguments) takes the scalar routes, compiled here with FMA.
+// This file is built with -mavx2 -mfma and runs only where the CPU has both.
+#include "cpu/special_avx2.hpp"
+
+#if defined(CURVKIT_HAVE_AVX2_KERNELS)
+
+#  define CURVKIT_ISA_NAMESPACE avx2_fma
+#  include <omp.h>
+
+#  include <algorithm>
+#  include <cmath>
+#  include <cstdint>
+
+#  include "cpu/simd_avx2.hpp"
+#  include "cpu/threads.hpp"
+#  include "curvkit/device/log_bessel.hpp"
+
+namespace curvkit::cpu {
+namespace avx2 {
+
+// The two scalar helpers of the uniform expansion whose branches guard ranges the vector
+// routes never see (orders and arguments below 1e150, v <= 1e8 x).
+inline vd debye_hypot(vd v, vd x) { return sqrt(madd(v, v, x * x)); }
+// The product of the K recurrence needs no renormalisation in the lanes: they only see
+// x > temme_max_x, where each ratio is below 2 (debye_min_order + 1) / x < 90 and 22 of them
+// stay below 1e43.
+inline void multiply_ratio(vd& mant, vd&, vd rho, vm on) { mant = select(on, mant * rho, mant); }
+inline vd asinh_ratio(vd v, vd x, vd h) {
+    // asinh(w) = log1p(w + w^2 / (1 + sqrt(1 + w^2))), w = v / x, sqrt(1 + w^2) = h / x:
+    // the argument is v (x + h + v) / (x (x + h)), one division.
+    const vd xh = x + h;
+    return log1p(v * (xh + v) / (x * xh));
+}
+
+}  // namespace avx2
+
+namespace {
+
+using idx = std::int64_t;
+using avx2::vd;
+using avx2::vm;
+namespace math = curvkit::device::detail;
+
+constexpr idx chunk = 512;
+
+// The lists of lane elements: the uniform expansion in four order ranges, each range summing
+// the terms its lowest order needs (so that a lane's terms depend on its own order only, and
+// a group's lanes all take the same count), then two routes at small orders: for log I the
+// power series (x < hankel_min_x) and the shifted expansion (x above), for log K Steed's
+// fraction with the Wronskian (temme_max_x < x <= steed_sum_min_x) and with its normalising
+// sum (x above). `scalar` marks the elements left to the scalar routes.
+constexpr int debye_ranges = 4;
+enum list_id : int { small_low = debye_ranges, small_high, scalar, lane_lists = scalar };
+
+/// Lowest order of each range: debye_min_order, then the orders from which 11, 8 and 5
+/// terms suffice.
+constexpr double range_start[debye_ranges] = {
+    math::debye_min_order, math::debye_terms_log_orders[4], math::debye_terms_log_orders[7],
+    math::debye_terms_log_orders[10]};
+
+/// The lists of eight elements as bit masks (bit l of mask[list] for lane l): lanes need
+/// v >= 0 (after reflection) and x > 0, both finite and within the ranges the lane routes
+/// cover; all others, NaN included, go to `scalar`.
+inline void lists_of(bool kv, vd v, vd x, unsigned mask[lane_lists + 1]) {
+    const vm valid = (v >= vd(0.0)) & (v < vd(1e150)) & (x >= vd(1e-300)) & (x < vd(1e150));
+    const vm debye = valid & (v >= vd(math::debye_min_order)) & (v <= x * 1e8);
+    vm covered = debye;
+    for (int r = 0; r < debye_ranges; ++r) {
+        vm in_range = debye & (v >= vd(range_start[r]));
+        if (r + 1 < debye_ranges) in_range = in_range & (v < vd(range_start[r + 1]));
+        mask[r] = avx2::lane_bits(in_range);
+    }
+    const vm small_order = valid & (v < vd(math::debye_min_order));
+    const double split = kv ? math::steed_sum_min_x : math::hankel_min_x;
+    vm low = small_order & (x < vd(split));
+    if (kv) low = low & (x > vd(math::temme_max_x));
+    const vm high = small_order & (x >= vd(split));
+    mask[small_low] = avx2::lane_bits(low);
+    mask[small_high] = avx2::lane_bits(high);
+    covered = covered | low | high;
+    mask[scalar] = ~avx2::lane_bits(covered) & 0xFFu;
+}
+
+// Each route in a function of its own: inlined together they would share (and spill) one
+// register allocation.
+[[gnu::noinline]] void series_lanes(const double* v, const double* x, double* out) {
+    math::series_log_iv(vd::load(v), vd::load(x)).store(out);
+}
+[[gnu::noinline]] void shifted_lanes(const double* v, const double* x, double* out) {
+    vd ratio;
+    math::shifted_debye_log_iv(vd::load(v), vd::load(x), ratio).store(out);
+}
+template <bool with_sum>
+[[gnu::noinline]] void steed_lanes(const double* v, const double* x, double* out) {
+    vd ratio;
+    math::steed_log_kv(vd::load(v), vd::load(x), with_sum, ratio).store(out);
+}
+template <int range, bool kv>
+[[gnu::noinline]] void debye_lanes(const double* v, const double* x, double* out) {
+    constexpr int terms = math::debye_terms_log(range_start[range]);
+    const vd a = vd::load(v), b = vd::load(x);
+    if constexpr (kv) {
+        math::debye_log_kv_terms(a, b, terms).store(out);
+    } else {
+        math::debye_log_iv_terms(a, b, terms).store(out);
+    }
+}
+
+template <bool kv>
+void list_lanes(int list, const double* v, const double* x, double* out) {
+    static_assert(debye_ranges == 4, "one instantiation per range");
+    switch (list) {
+        case small_low: return kv ? steed_lanes<false>(v, x, out) : series_lanes(v, x, out);
+        case small_high: return kv ? steed_lanes<true>(v, x, out) : shifted_lanes(v, x, out);
+        case 0: return debye_lanes<0, kv>(v, x, out);
+        case 1: return debye_lanes<1, kv>(v, x, out);
+        case 2: return debye_lanes<2, kv>(v, x, out);
+        default: return debye_lanes<3, kv>(v, x, out);
+    }
+}
+
+template <class T>
+void chunk_log_bessel(bool kv, const T* v, const T* x, T* out, const elementwise_layout& a,
+                      idx begin, idx end) {
+    const int n = static_cast<int>(end - begin);
+    // Pass 1: the arguments as doubles (orders reflected where the reflection is exact:
+    // K_{-v} = K_v, I_{-n} = I_n) and the output offsets, padded to whole lane groups.
+    alignas(32) double vs[chunk + avx2::lanes], xs[chunk + avx2::lanes];
+    idx offsets[chunk];
+    if (a.cols == 1) {  // one dimension: a stride per array
+        const T* vp = v + begin * a.v_row;
+        const T* xp = x + begin * a.x_row;
+        for (int i = 0; i < n; ++i) {
+            vs[i] = static_cast<double>(vp[i * a.v_row]);
+            xs[i] = static_cast<double>(xp[i * a.x_row]);
+            offsets[i] = (begin + i) * a.out_row;
+        }
+    } else {
+        idx row = begin / a.cols, col = begin - row * a.cols;
+        for (int i = 0; i < n; ++i) {
+            vs[i] = static_cast<double>(v[row * a.v_row + col * a.v_col]);
+            xs[i] = static_cast<double>(x[row * a.x_row + col * a.x_col]);
+            offsets[i] = row * a.out_row + col * a.out_col;
+            if (++col == a.cols) {
+                col = 0;
+                ++row;
+            }
+        }
+    }
+    for (int i = 0; i < n; ++i) {
+        if (vs[i] < 0.0 && (kv || vs[i] == std::floor(vs[i]))) vs[i] = -vs[i];
+    }
+    for (int i = n; i % avx2::lanes != 0; ++i) vs[i] = xs[i] = 1.0;
+    // Pass 2: each element's list, eight at a time, into per-list positions.
+    int lists[lane_lists + 1][chunk];
+    int count[lane_lists + 1] = {};
+    for (int g = 0; g < n; g += avx2::lanes) {
+        unsigned mask[lane_lists + 1];
+        lists_of(kv, vd::load(vs + g), vd::load(xs + g), mask);
+        const unsigned live = n - g >= avx2::lanes ? 0xFFu : (1u << (n - g)) - 1u;
+        for (int k = 0; k <= lane_lists; ++k) {
+            for (unsigned bits = mask[k] & live; bits != 0; bits &= bits - 1)
+                lists[k][count[k]++] = g + __builtin_ctz(bits);
+        }
+    }
+    for (int j = 0; j < count[scalar]; ++j) {
+        const int i = lists[scalar][j];
+        const idx e = begin + i, r = e / a.cols, c = e - r * a.cols;
+        const T vt = v[r * a.v_row + c * a.v_col], xt = x[r * a.x_row + c * a.x_col];
+        out[offsets[i]] = kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt);
+    }
+    // Pass 3: the lane lists, a group of eight at a time.
+    for (int k = 0; k < lane_lists; ++k) {
+        for (int g = 0; g < count[k]; g += avx2::lanes) {
+            // The last group is padded with its last element.
+            alignas(32) double bv[avx2::lanes], bx[avx2::lanes], br[avx2::lanes];
+            for (int l = 0; l < avx2::lanes; ++l) {
+                const int i = lists[k][std::min(g + l, count[k] - 1)];
+                bv[l] = vs[i];
+                bx[l] = xs[i];
+            }
+            (kv ? list_lanes<true> : list_lanes<false>)(k, bv, bx, br);
+            const int used = std::min(avx2::lanes, count[k] - g);
+            for (int l = 0; l < used; ++l) out[offsets[lists[k][g + l]]] = static_cast<T>(br[l]);
+        }
+    }
+}
+
+}  // namespace
+
+bool avx2_fma_usable() noexcept {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+template <class T>
+void log_bessel_avx2(bool kv, const T* v, const T* x, T* out, const elementwise_layout& layout) {
+    const idx n = layout.rows * layout.cols;
+#  pragma omp parallel for schedule(dynamic, 1) if (use_threads(n * 64))
+    for (idx b = 0; b < n; b += chunk)
+        chunk_log_bessel(kv, v, x, out, layout, b, std::min(n, b + chunk));
+}
+
+template void log_bessel_avx2(bool, const float*, const float*, float*,
+                              const elementwise_layout&);
+template void log_bessel_avx2(bool, const double*, const double*, double*,
+                              const elementwise_layout&);
+
+}  // namespace curvkit::cpu
+
+#else  // built without the AVX2 kernels (another architecture or compiler)
+
+namespace curvkit::cpu {
+
+bool avx2_fma_usable() noexcept { return false; }
+
+template <class T>
+void log_bessel_avx2(bool, const T*, const T*, T*, const elementwise_layout&) {}
+
+template void log_bessel_avx2(bool, const float*, const float*, float*,
+                              const elementwise_layout&);
+template void log_bessel_avx2(bool, const double*, const double*, double*,
+                              const elementwise_layout&);
+
+}  // namespace curvkit::cpu
+
+#endif

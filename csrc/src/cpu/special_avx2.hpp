@@ -1,0 +1,25 @@
+// The AVX2 + FMA kernels of log I and log K (internal): declared without any curvkit device
+// header, since special_avx2.cpp compiles those into its own inline namespace.
+#pragma once
+
+#include <cstdint>
+
+namespace curvkit::cpu {
+
+/// Whether special_avx2.cpp was built for this target and this CPU can run it.
+bool avx2_fma_usable() noexcept;
+
+/// A 2-D strided layout of the three arrays (strides in elements); 1-D arrays are one row.
+struct elementwise_layout {
+    std::int64_t rows, cols;
+    std::int64_t v_row, v_col, x_row, x_col, out_row, out_col;
+};
+
+/// out = log K_v(x) (kv) or log I_v(x), elementwise: four lanes at a time where a vectorised
+/// route covers the element and by the scalar routes elsewhere. An element's result depends
+/// only on its own arguments, never on the layout or its neighbours. Call only where
+/// avx2_fma_usable().
+template <class T>
+void log_bessel_avx2(bool kv, const T* v, const T* x, T* out, const elementwise_layout& layout);
+
+}  // namespace curvkit::cpu
