@@ -51,18 +51,33 @@ constexpr idx chunk = 512;
 
 // The lists of lane elements: the uniform expansion in four order ranges, each range summing
 // the terms its lowest order needs (so that a lane's terms depend on its own order only, and
-// a group's lanes all take the same count), then two routes at small orders: for log I the
-// power series (x < hankel_min_x) and the shifted expansion (x above), for log K Steed's
-// fraction with the Wronskian (temme_max_x < x <= steed_sum_min_x) and with its normalising
-// sum (x above). `scalar` marks the elements left to the scalar routes.
+// a group's lanes all take the same count), then the small-order routes in ranges of x (their
+// iteration counts grow as x falls or rises, and a group runs as long as its slowest lane):
+// for log I the power series (x < hankel_min_x) and the shifted expansion (x above), for
+// log K Steed's fraction with the Wronskian (temme_max_x <= x < steed_sum_min_x) and with its
+// normalising sum (x above). `scalar` marks the elements left to the scalar routes.
 constexpr int debye_ranges = 4;
-enum list_id : int { small_low = debye_ranges, small_high, scalar, lane_lists = scalar };
+constexpr int x_ranges = 3;
+enum list_id : int {
+    small_low = debye_ranges,       // x_ranges lists
+    small_high = small_low + x_ranges,  // x_ranges lists
+    scalar = small_high + x_ranges,
+    lane_lists = scalar
+};
 
 /// Lowest order of each range: debye_min_order, then the orders from which 11, 8 and 5
 /// terms suffice.
 constexpr double range_start[debye_ranges] = {
     math::debye_min_order, math::debye_terms_log_orders[4], math::debye_terms_log_orders[7],
     math::debye_terms_log_orders[10]};
+
+constexpr double inf = __builtin_inf();
+/// x ranges [edge[i], edge[i + 1]) of the small-order lists, for log I and for log K.
+constexpr double low_edges[2][x_ranges + 1] = {
+    {0.0, 1.5, 6.0, math::hankel_min_x},
+    {math::temme_max_x, math::steed_sum_min_x, math::steed_sum_min_x, math::steed_sum_min_x}};
+constexpr double high_edges[2][x_ranges + 1] = {
+    {math::hankel_min_x, inf, inf, inf}, {math::steed_sum_min_x, 5.0, 20.0, inf}};
 
 /// The lists of eight elements as bit masks (bit l of mask[list] for lane l): lanes need
 /// v >= 0 (after reflection) and x > 0, both finite and within the ranges the lane routes
@@ -77,13 +92,14 @@ inline void lists_of(bool kv, vd v, vd x, unsigned mask[lane_lists + 1]) {
         mask[r] = avx2::lane_bits(in_range);
     }
     const vm small_order = valid & (v < vd(math::debye_min_order));
-    const double split = kv ? math::steed_sum_min_x : math::hankel_min_x;
-    vm low = small_order & (x < vd(split));
-    if (kv) low = low & (x > vd(math::temme_max_x));
-    const vm high = small_order & (x >= vd(split));
-    mask[small_low] = avx2::lane_bits(low);
-    mask[small_high] = avx2::lane_bits(high);
-    covered = covered | low | high;
+    for (int r = 0; r < x_ranges; ++r) {
+        const vm low = small_order & (x >= vd(low_edges[kv][r])) & (x < vd(low_edges[kv][r + 1]));
+        const vm high =
+            small_order & (x >= vd(high_edges[kv][r])) & (x < vd(high_edges[kv][r + 1]));
+        mask[small_low + r] = avx2::lane_bits(low);
+        mask[small_high + r] = avx2::lane_bits(high);
+        covered = covered | low | high;
+    }
     mask[scalar] = ~avx2::lane_bits(covered) & 0xFFu;
 }
 
@@ -115,9 +131,9 @@ template <int range, bool kv>
 template <bool kv>
 void list_lanes(int list, const double* v, const double* x, double* out) {
     static_assert(debye_ranges == 4, "one instantiation per range");
+    if (list >= small_high) return kv ? steed_lanes<true>(v, x, out) : shifted_lanes(v, x, out);
+    if (list >= small_low) return kv ? steed_lanes<false>(v, x, out) : series_lanes(v, x, out);
     switch (list) {
-        case small_low: return kv ? steed_lanes<false>(v, x, out) : series_lanes(v, x, out);
-        case small_high: return kv ? steed_lanes<true>(v, x, out) : shifted_lanes(v, x, out);
         case 0: return debye_lanes<0, kv>(v, x, out);
         case 1: return debye_lanes<1, kv>(v, x, out);
         case 2: return debye_lanes<2, kv>(v, x, out);
