@@ -132,6 +132,56 @@ inline vd log(vd x) {
     return madd(e, vd(ln2_hi), f - madd(s, f - r, -(e * ln2_lo)));
 }
 
+/// e^r for |r| <= 700, within an ulp: r = k ln 2 + f with |f| <= ln(2) / 2, e^f by its Taylor
+/// polynomial (the first omitted term below 5e-18), scaled by 2^k through the exponent bits.
+inline __m256d exp_quad(__m256d r) {
+    const __m256d k = _mm256_round_pd(_mm256_mul_pd(r, _mm256_set1_pd(1.4426950408889634)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256d f = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10),
+                                       _mm256_fnmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), r));
+    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);  // 1/13!
+    constexpr double inverse_factorials[] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                             1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+                                             1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0,
+                                             0.5, 1.0, 1.0};
+    for (const double c : inverse_factorials) p = _mm256_fmadd_pd(p, f, _mm256_set1_pd(c));
+    const __m256i bits = _mm256_slli_epi64(
+        _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k)), _mm256_set1_epi64x(1023)),
+        52);
+    return _mm256_mul_pd(p, _mm256_castsi256_pd(bits));
+}
+inline vd exp(vd r) { return {exp_quad(r.a), exp_quad(r.b)}; }
+
+/// sinh and cosh for |x| <= 700: from e^x, and by the Taylor series of sinh below |x| = 1,
+/// where e^x - e^-x would cancel.
+inline vd sinh(vd x) {
+    const vd e = exp(x);
+    const vd z = x * x;
+    vd series = 1.0 / 355687428096000.0;  // 1/17!
+    constexpr double inverse_odd_factorials[] = {1.0 / 1307674368000.0, 1.0 / 6227020800.0,
+                                                 1.0 / 39916800.0, 1.0 / 362880.0, 1.0 / 5040.0,
+                                                 1.0 / 120.0, 1.0 / 6.0, 1.0};
+    for (const double c : inverse_odd_factorials) series = madd(series, z, c);
+    return select(fabs(x) < vd(1.0), x * series, 0.5 * (e - 1.0 / e));
+}
+inline vd cosh(vd x) {
+    const vd e = exp(x);
+    return 0.5 * (e + 1.0 / e);
+}
+
+/// sin x for |x| <= pi/2 (only), by its Taylor series (the first omitted term below 1e-18).
+inline vd sin(vd x) {
+    const vd z = x * x;
+    vd series = 1.0 / 51090942171709440000.0;  // 1/21!
+    constexpr double signed_inverse_odd_factorials[] = {
+        -1.0 / 121645100408832000.0, 1.0 / 355687428096000.0, -1.0 / 1307674368000.0,
+        1.0 / 6227020800.0,          -1.0 / 39916800.0,       1.0 / 362880.0,
+        -1.0 / 5040.0,               1.0 / 120.0,             -1.0 / 6.0,
+        1.0};
+    for (const double c : signed_inverse_odd_factorials) series = madd(series, z, c);
+    return x * series;
+}
+
 /// 1/x to about 12 bits (through single precision; 0 past its range).
 inline vd rough_reciprocal(vd x) {
     return {_mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(x.a))),

@@ -28,8 +28,8 @@ namespace avx2 {
 // routes never see (orders and arguments below 1e150, v <= 1e8 x).
 inline vd debye_hypot(vd v, vd x) { return sqrt(madd(v, v, x * x)); }
 // The product of the K recurrence needs no renormalisation in the lanes: they only see
-// x > temme_max_x, where each ratio is below 2 (debye_min_order + 1) / x < 90 and 22 of them
-// stay below 1e43.
+// x >= temme_min_x_lanes, where each ratio is below 2 (debye_min_order + 1) / x < 5e11 and
+// 22 of them stay below 1e258.
 inline void multiply_ratio(vd& mant, vd&, vd rho, vm on) { mant = select(on, mant * rho, mant); }
 inline vd asinh_ratio(vd v, vd x, vd h) {
     // asinh(w) = log1p(w + w^2 / (1 + sqrt(1 + w^2))), w = v / x, sqrt(1 + w^2) = h / x:
@@ -57,7 +57,9 @@ constexpr idx chunk = 512;
 // log K Steed's fraction with the Wronskian (temme_max_x <= x < steed_sum_min_x) and with its
 // normalising sum (x above). `scalar` marks the elements left to the scalar routes.
 constexpr int debye_ranges = 4;
-constexpr int x_ranges = 3;
+constexpr int x_ranges = 4;
+/// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
+constexpr double temme_min_x_lanes = 1e-10;
 enum list_id : int {
     small_low = debye_ranges,       // x_ranges lists
     small_high = small_low + x_ranges,  // x_ranges lists
@@ -73,11 +75,12 @@ constexpr double range_start[debye_ranges] = {
 
 constexpr double inf = __builtin_inf();
 /// x ranges [edge[i], edge[i + 1]) of the small-order lists, for log I and for log K.
+/// For log K the first low range is Temme's series, the others Steed's fraction.
 constexpr double low_edges[2][x_ranges + 1] = {
-    {0.0, 1.5, 6.0, math::hankel_min_x},
-    {math::temme_max_x, math::steed_sum_min_x, math::steed_sum_min_x, math::steed_sum_min_x}};
+    {0.0, 1.5, 6.0, math::hankel_min_x, math::hankel_min_x},
+    {temme_min_x_lanes, math::temme_max_x, 0.8, 1.2, math::steed_sum_min_x}};
 constexpr double high_edges[2][x_ranges + 1] = {
-    {math::hankel_min_x, inf, inf, inf}, {math::steed_sum_min_x, 5.0, 20.0, inf}};
+    {math::hankel_min_x, inf, inf, inf, inf}, {math::steed_sum_min_x, 5.0, 20.0, inf, inf}};
 
 /// The lists of eight elements as bit masks (bit l of mask[list] for lane l): lanes need
 /// v >= 0 (after reflection) and x > 0, both finite and within the ranges the lane routes
@@ -112,6 +115,10 @@ inline void lists_of(bool kv, vd v, vd x, unsigned mask[lane_lists + 1]) {
     vd ratio;
     math::shifted_debye_log_iv(vd::load(v), vd::load(x), ratio).store(out);
 }
+[[gnu::noinline]] void temme_lanes(const double* v, const double* x, double* out) {
+    vd ratio;
+    math::temme_log_kv(vd::load(v), vd::load(x), ratio).store(out);
+}
 template <bool with_sum>
 [[gnu::noinline]] void steed_lanes(const double* v, const double* x, double* out) {
     vd ratio;
@@ -132,6 +139,7 @@ template <bool kv>
 void list_lanes(int list, const double* v, const double* x, double* out) {
     static_assert(debye_ranges == 4, "one instantiation per range");
     if (list >= small_high) return kv ? steed_lanes<true>(v, x, out) : shifted_lanes(v, x, out);
+    if (list == small_low && kv) return temme_lanes(v, x, out);
     if (list >= small_low) return kv ? steed_lanes<false>(v, x, out) : series_lanes(v, x, out);
     switch (list) {
         case 0: return debye_lanes<0, kv>(v, x, out);

@@ -194,24 +194,6 @@ CURVKIT_HD bool hankel_sum(double v, double x, bool alternating, double& sum) {
     return false;
 }
 
-/// Order split v = n + u with n = round(v), |u| <= 1/2.
-CURVKIT_HD void split_order(double v, int& n, double& u) {
-    const double r = floor(v + 0.5);
-    n = static_cast<int>(r);
-    u = v - r;
-}
-
-/// 1/Gamma(1 + u) and 1/Gamma(1 - u) for |u| <= 1/2, and Temme's Gamma_1, Gamma_2.
-struct inverse_gammas {
-    double plus, minus, g1, g2;
-};
-
-CURVKIT_HD inverse_gammas inverse_gamma_pair(double u) {
-    double even, odd;
-    inverse_gamma_parts(u * u, even, odd);
-    return {even + u * odd, even - u * odd, -odd, even};
-}
-
 /// Gamma(v + 1) for -1/2 <= v < debye_min_order (below 1e21): Gamma(1 + u) times
 /// (u + 1) ... (u + n) with v = n + u, |u| <= 1/2, exact to a few ulps, also where
 /// log Gamma is near zero.
@@ -260,32 +242,35 @@ CURVKIT_HD R series_log_iv(R v, R x) {
 }
 
 /// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, 0 < x <= 2, by Temme's series.
-CURVKIT_HD void temme_kv(double u, double x, double& log_k, double& ratio) {
-    const inverse_gammas g = inverse_gamma_pair(u);
-    const double l = ln_2 - log(x);  // log(2 / x) without overflow for subnormal x
-    const double sigma = u * l;
-    const double upi = pi_d * u;
-    const double upi_over_sin = fabs(upi) < 1e-8 ? 1.0 + upi * upi / 6.0 : upi / sin(upi);
-    const double sinh_over = fabs(sigma) < 1e-5 ? 1.0 + sigma * sigma / 6.0 : sinh(sigma) / sigma;
-    double f = upi_over_sin * (cosh(sigma) * g.g1 + sinh_over * l * g.g2);
-    const double e = exp(sigma);
-    double p = 0.5 * e / g.plus;   // (x/2)^{-u} Gamma(1 + u) / 2
-    double q = 0.5 / (e * g.minus);  // (x/2)^{u} Gamma(1 - u) / 2
-    const double y = 0.25 * x * x;
-    double c = 1.0;
-    double sum_k = f, sum_k1 = p;  // K_u and (x/2) K_{u+1}
+template <class R>
+CURVKIT_HD void temme_kv(R u, R x, R& log_k, R& ratio) {
+    R even, odd;  // 1/Gamma(1 +- u) = even +- u odd; Temme's Gamma_1 = -odd, Gamma_2 = even
+    inverse_gamma_parts(u * u, even, odd);
+    const R l = ln_2 - log(x);  // log(2 / x) without overflow for subnormal x
+    const R sigma = u * l;
+    const R upi = pi_d * u;
+    const R upi_over_sin = select(fabs(upi) < 1e-8, 1.0 + upi * upi / 6.0, upi / sin(upi));
+    const R sinh_over = select(fabs(sigma) < 1e-5, 1.0 + sigma * sigma / 6.0, sinh(sigma) / sigma);
+    R f = upi_over_sin * (cosh(sigma) * -odd + sinh_over * l * even);
+    const R e = exp(sigma);
+    R p = 0.5 * e / (even + u * odd);    // (x/2)^{-u} Gamma(1 + u) / 2
+    R q = 0.5 / (e * (even - u * odd));  // (x/2)^{u} Gamma(1 - u) / 2
+    const R y = 0.25 * x * x;
+    R c = 1.0;
+    R sum_k = f, sum_k1 = p;  // K_u and (x/2) K_{u+1}
+    auto active = x > 0.0;   // a lane keeps its sums once both have converged
     for (int k = 1; k < 500; ++k) {
         const double kd = k;
         f = (kd * f + p + q) / (kd * kd - u * u);
-        p /= kd - u;
-        q /= kd + u;
-        c *= y / kd;
-        const double dk = c * f, dk1 = c * (p - kd * f);
-        sum_k += dk;
-        sum_k1 += dk1;
-        if (fabs(dk) <= 0.5 * bessel_eps * fabs(sum_k) &&
-            fabs(dk1) <= 0.5 * bessel_eps * fabs(sum_k1))
-            break;
+        p = p / (kd - u);
+        q = q / (kd + u);
+        c = c * (y / kd);
+        const R dk = c * f, dk1 = c * (p - kd * f);
+        sum_k = select(active, sum_k + dk, sum_k);
+        sum_k1 = select(active, sum_k1 + dk1, sum_k1);
+        active = and_not(active, (fabs(dk) <= 0.5 * bessel_eps * fabs(sum_k)) &
+                                     (fabs(dk1) <= 0.5 * bessel_eps * fabs(sum_k1)));
+        if (!any_lane(active)) break;
     }
     log_k = log(sum_k);
     ratio = (2.0 / x) * (sum_k1 / sum_k);
@@ -411,20 +396,24 @@ CURVKIT_HD R steed_log_kv(R v, R x, bool with_sum, R& ratio) {
     return log_k;
 }
 
+/// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, 0 < x <= temme_max_x:
+/// Temme's series at the order |u| <= 1/2, then the forward recurrence.
+template <class R>
+CURVKIT_HD R temme_log_kv(R v, R x, R& ratio) {
+    const R n = floor(v + 0.5);
+    const R u = v - n;
+    R log_k, rho;
+    temme_kv(u, x, log_k, rho);
+    log_k = log_k + k_recurrence(u, n, x, rho);
+    ratio = rho;
+    return log_k;
+}
+
 /// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, x > 0: K at |u| <= 1/2
 /// and the forward recurrence of the ratios up to order v.
 CURVKIT_HD void small_order_kv(double v, double x, double& log_k, double& ratio) {
-    if (x > temme_max_x) {
-        log_k = steed_log_kv(v, x, x > steed_sum_min_x, ratio);
-        return;
-    }
-    int n;
-    double u;
-    split_order(v, n, u);
-    double rho;
-    temme_kv(u, x, log_k, rho);
-    log_k += k_recurrence(u, static_cast<double>(n), x, rho);
-    ratio = rho;
+    log_k = x > temme_max_x ? steed_log_kv(v, x, x > steed_sum_min_x, ratio)
+                            : temme_log_kv(v, x, ratio);
 }
 
 // ---- order v >= 0, x > 0 (finite) ----------------------------------------------------------
