@@ -149,6 +149,19 @@ void list_lanes(int list, const double* v, const double* x, double* out) {
     }
 }
 
+/// For each 8-bit lane mask, the positions of its set bits packed into the low bytes.
+struct lane_positions {
+    std::uint64_t of[256];
+    constexpr lane_positions() : of{} {
+        for (unsigned m = 0; m < 256; ++m) {
+            int filled = 0;
+            for (unsigned l = 0; l < 8; ++l)
+                if (m >> l & 1u) of[m] |= static_cast<std::uint64_t>(l) << (8 * filled++);
+        }
+    }
+};
+constexpr lane_positions packed_lanes;
+
 template <class T>
 void chunk_log_bessel(bool kv, const T* v, const T* x, T* out, const elementwise_layout& a,
                       idx begin, idx end) {
@@ -182,15 +195,22 @@ void chunk_log_bessel(bool kv, const T* v, const T* x, T* out, const elementwise
     }
     for (int i = n; i % avx2::lanes != 0; ++i) vs[i] = xs[i] = 1.0;
     // Pass 2: each element's list, eight at a time, into per-list positions.
-    int lists[lane_lists + 1][chunk];
+    // Without branches on the data: each list receives the packed positions of its lanes
+    // (eight slots written, popcount of them kept).
+    alignas(32) int lists[lane_lists + 1][chunk + avx2::lanes];
     int count[lane_lists + 1] = {};
     for (int g = 0; g < n; g += avx2::lanes) {
         unsigned mask[lane_lists + 1];
         lists_of(kv, vd::load(vs + g), vd::load(xs + g), mask);
         const unsigned live = n - g >= avx2::lanes ? 0xFFu : (1u << (n - g)) - 1u;
+        const __m256i base = _mm256_set1_epi32(g);
         for (int k = 0; k <= lane_lists; ++k) {
-            for (unsigned bits = mask[k] & live; bits != 0; bits &= bits - 1)
-                lists[k][count[k]++] = g + __builtin_ctz(bits);
+            const unsigned bits = mask[k] & live;
+            const __m256i lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(
+                static_cast<long long>(packed_lanes.of[bits])));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(&lists[k][count[k]]),
+                                _mm256_add_epi32(lanes, base));
+            count[k] += __builtin_popcount(bits);
         }
     }
     for (int j = 0; j < count[scalar]; ++j) {
