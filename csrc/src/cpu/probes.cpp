@@ -1,12 +1,15 @@
-// CPU probe kernels: Rademacher blocks from Philox and the fused running mean/variance update.
+// CPU probe kernels: Rademacher and Gaussian blocks from Philox and the fused running
+// mean/variance update.
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
-#include "curvkit/device/philox.hpp"
+#include "cpu/isa.hpp"
+#include "cpu/probes_avx2.hpp"
 #include "cpu/threads.hpp"
+#include "curvkit/device/philox.hpp"
 #include "kernels.hpp"
 
 namespace curvkit::cpu {
@@ -66,8 +69,37 @@ void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<cons
     }
 }
 
+/// fill_gaussian with the vector Box-Muller transform: per row, the uniforms of up to 256
+/// pairs at a time from Philox, then the transform eight pairs at a time.
+template <class T>
+void fill_gaussian_avx2(const block_ref<T>& Z, std::uint64_t seed, idx first_probe) {
+    constexpr int block = 256;
+    const idx first_pair = first_probe >> 1, last_pair = (first_probe + Z.cols - 1) >> 1;
+#pragma omp parallel for schedule(static) if (use_threads(Z.rows * Z.cols))
+    for (idx i = 0; i < Z.rows; ++i) {
+        T* row = Z.data + i * Z.row_stride;
+        double u0[block], u1[block], g0[block], g1[block];
+        for (idx p0 = first_pair; p0 <= last_pair; p0 += block) {
+            const int pairs = static_cast<int>(std::min<idx>(block, last_pair - p0 + 1));
+            for (int j = 0; j < pairs; ++j)
+                device::gaussian_uniforms(seed, static_cast<std::uint64_t>(i),
+                                          static_cast<std::uint64_t>(p0 + j), u0[j], u1[j]);
+            const int padded = (pairs + 7) / 8 * 8;
+            for (int j = pairs; j < padded; ++j) u0[j] = 1.0, u1[j] = 0.0;
+            box_muller_avx2(u0, u1, g0, g1, padded);
+            for (int j = 0; j < pairs; ++j) {
+                const idx c = 2 * (p0 + j) - first_probe;  // column of the pair's first value
+                if (c >= 0) row[c * Z.col_stride] = static_cast<T>(g0[j]);
+                if (c + 1 < Z.cols) row[(c + 1) * Z.col_stride] = static_cast<T>(g1[j]);
+            }
+        }
+    }
+}
+
 template <class T>
 void fill_gaussian(const block_ref<T>& Z, std::uint64_t seed, idx first_probe) {
+    if (Z.rows == 0 || Z.cols == 0) return;
+    if (avx2_kernels_enabled()) return fill_gaussian_avx2(Z, seed, first_probe);
 #pragma omp parallel for schedule(static) if (use_threads(Z.rows * Z.cols))
     for (idx i = 0; i < Z.rows; ++i) {
         T* row = Z.data + i * Z.row_stride;

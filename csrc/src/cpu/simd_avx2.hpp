@@ -25,9 +25,14 @@ struct vd {
     vd(double x) : a(_mm256_set1_pd(x)), b(a) {}  // NOLINT: broadcasts on purpose
     vd(__m256d lo, __m256d hi) : a(lo), b(hi) {}
     static vd load(const double* p) { return {_mm256_load_pd(p), _mm256_load_pd(p + 4)}; }
+    static vd loadu(const double* p) { return {_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4)}; }
     void store(double* p) const {
         _mm256_store_pd(p, a);
         _mm256_store_pd(p + 4, b);
+    }
+    void storeu(double* p) const {
+        _mm256_storeu_pd(p, a);
+        _mm256_storeu_pd(p + 4, b);
     }
 };
 
@@ -87,6 +92,10 @@ inline vm and_not(vm x, vm y) { return {_mm256_andnot_pd(y.a, x.a), _mm256_andno
 inline vd sqrt(vd x) { return {_mm256_sqrt_pd(x.a), _mm256_sqrt_pd(x.b)}; }
 inline vd floor(vd x) {
     constexpr int mode = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+    return {_mm256_round_pd(x.a, mode), _mm256_round_pd(x.b, mode)};
+}
+inline vd round_nearest(vd x) {
+    constexpr int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     return {_mm256_round_pd(x.a, mode), _mm256_round_pd(x.b, mode)};
 }
 inline vd ceil(vd x) {

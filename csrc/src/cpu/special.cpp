@@ -3,9 +3,8 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
+#include "cpu/isa.hpp"
 #include "cpu/special_avx2.hpp"
 #include "cpu/threads.hpp"
 #include "curvkit/device/log_bessel.hpp"
@@ -60,13 +59,7 @@ template <class T>
 void special_function(special_fn f, const block_ref<const T>& v, const block_ref<const T>& x,
                       const block_ref<T>& out) {
     const bool log_bessel = f == special_fn::log_iv || f == special_fn::log_kv;
-    // CURVKIT_DISABLE_AVX2 (any non-empty value but "0") selects the portable kernels, for
-    // comparison and debugging.
-    static const bool vector_kernels = [] {
-        const char* off = std::getenv("CURVKIT_DISABLE_AVX2");
-        return avx2_fma_usable() && !(off != nullptr && *off != '\0' && std::strcmp(off, "0") != 0);
-    }();
-    if (log_bessel && vector_kernels) {
+    if (log_bessel && avx2_kernels_enabled()) {
         elementwise_layout layout{out.rows,     out.cols,     v.row_stride,
                                   v.col_stride, x.row_stride, x.col_stride,
                                   out.row_stride, out.col_stride};

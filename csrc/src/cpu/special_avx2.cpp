@@ -238,10 +238,6 @@ void chunk_log_bessel(bool kv, const T* v, const T* x, T* out, const elementwise
 
 }  // namespace
 
-bool avx2_fma_usable() noexcept {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 template <class T>
 void log_bessel_avx2(bool kv, const T* v, const T* x, T* out, const elementwise_layout& layout) {
     const idx n = layout.rows * layout.cols;
@@ -260,8 +256,6 @@ template void log_bessel_avx2(bool, const double*, const double*, double*,
 #else  // built without the AVX2 kernels (another architecture or compiler)
 
 namespace curvkit::cpu {
-
-bool avx2_fma_usable() noexcept { return false; }
 
 template <class T>
 void log_bessel_avx2(bool, const T*, const T*, T*, const elementwise_layout&) {}

@@ -6,9 +6,6 @@
 
 namespace curvkit::cpu {
 
-/// Whether special_avx2.cpp was built for this target and this CPU can run it.
-bool avx2_fma_usable() noexcept;
-
 /// A 2-D strided layout of the three arrays (strides in elements); 1-D arrays are one row.
 struct elementwise_layout {
     std::int64_t rows, cols;
@@ -18,7 +15,7 @@ struct elementwise_layout {
 /// out = log K_v(x) (kv) or log I_v(x), elementwise: four lanes at a time where a vectorised
 /// route covers the element and by the scalar routes elsewhere. An element's result depends
 /// only on its own arguments, never on the layout or its neighbours. Call only where
-/// avx2_fma_usable().
+/// avx2_kernels_enabled().
 template <class T>
 void log_bessel_avx2(bool kv, const T* v, const T* x, T* out, const elementwise_layout& layout);
 

@@ -58,23 +58,35 @@ CURVKIT_HD T rademacher(std::uint64_t seed, std::uint64_t row, std::uint64_t pro
     return rademacher_sign<T>(rademacher_bits(seed, row, probe >> 7), probe);
 }
 
-/// @brief Standard normal values of probes 2 @p pair and 2 @p pair + 1 in row @p row of the
-/// Gaussian probe matrix drawn with @p seed (Box-Muller on one Philox call; the key is offset so
-/// that the Gaussian and Rademacher sequences of a seed are independent).
-CURVKIT_HD void gaussian_pair(std::uint64_t seed, std::uint64_t row, std::uint64_t pair,
-                              double& g0, double& g1) {
+/// @brief The two uniforms behind probes 2 @p pair and 2 @p pair + 1 in row @p row of the
+/// Gaussian probe matrix drawn with @p seed (one Philox call; the key is offset so that the
+/// Gaussian and Rademacher sequences of a seed are independent): 53-bit uniforms, u0 in (0, 1]
+/// so that log(u0) is finite, u1 in [0, 1).
+CURVKIT_HD void gaussian_uniforms(std::uint64_t seed, std::uint64_t row, std::uint64_t pair,
+                                  double& u0, double& u1) {
     const uint4x32 ctr{{static_cast<std::uint32_t>(row), static_cast<std::uint32_t>(row >> 32),
                         static_cast<std::uint32_t>(pair), static_cast<std::uint32_t>(pair >> 32)}};
     const uint4x32 w = philox4x32_10(ctr, static_cast<std::uint32_t>(seed) ^ 0x5851F42Du,
                                      static_cast<std::uint32_t>(seed >> 32) ^ 0x2545F491u);
-    // 53-bit uniforms: u0 in (0, 1] so that log(u0) is finite, u1 in [0, 1).
     constexpr double scale = 1.0 / 9007199254740992.0;  // 2^-53
-    const double u0 = static_cast<double>(((static_cast<std::uint64_t>(w.v[0]) << 21) ^ w.v[1]) &
-                                          ((std::uint64_t{1} << 53) - 1)) * scale + scale;
-    const double u1 = static_cast<double>(((static_cast<std::uint64_t>(w.v[2]) << 21) ^ w.v[3]) &
-                                          ((std::uint64_t{1} << 53) - 1)) * scale;
+    u0 = static_cast<double>(((static_cast<std::uint64_t>(w.v[0]) << 21) ^ w.v[1]) &
+                             ((std::uint64_t{1} << 53) - 1)) * scale + scale;
+    u1 = static_cast<double>(((static_cast<std::uint64_t>(w.v[2]) << 21) ^ w.v[3]) &
+                             ((std::uint64_t{1} << 53) - 1)) * scale;
+}
+
+/// The angle 2 pi u1 of the Box-Muller transform, rounded once (so that every implementation of
+/// the transform takes the cosine and sine of the same double).
+constexpr double box_muller_two_pi = 6.283185307179586;
+
+/// @brief Standard normal values of probes 2 @p pair and 2 @p pair + 1 in row @p row of the
+/// Gaussian probe matrix drawn with @p seed: Box-Muller on gaussian_uniforms().
+CURVKIT_HD void gaussian_pair(std::uint64_t seed, std::uint64_t row, std::uint64_t pair,
+                              double& g0, double& g1) {
+    double u0, u1;
+    gaussian_uniforms(seed, row, pair, u0, u1);
     const double r = sqrt(-2.0 * log(u0));
-    const double theta = 6.283185307179586 * u1;
+    const double theta = box_muller_two_pi * u1;
     g0 = r * cos(theta);
     g1 = r * sin(theta);
 }
