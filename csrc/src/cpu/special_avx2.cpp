@@ -80,7 +80,7 @@ constexpr double low_edges[2][x_ranges + 1] = {
     {0.0, 1.5, 6.0, math::hankel_min_x, math::hankel_min_x},
     {temme_min_x_lanes, math::temme_max_x, 0.8, 1.2, math::steed_sum_min_x}};
 constexpr double high_edges[2][x_ranges + 1] = {
-    {math::hankel_min_x, inf, inf, inf, inf}, {math::steed_sum_min_x, 5.0, 20.0, inf, inf}};
+    {math::hankel_min_x, inf, inf, inf, inf}, {math::steed_sum_min_x, 3.5, 7.0, 20.0, inf}};
 
 /// The lists of eight elements as bit masks (bit l of mask[list] for lane l): lanes need
 /// v >= 0 (after reflection) and x > 0, both finite and within the ranges the lane routes
