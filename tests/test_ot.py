@@ -4,12 +4,15 @@ GPU path against the CPU path."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 
 import curvkit
 from curvkit import ot
+from curvkit.benchmarks.problems import blob_images, densities_1d
 from conftest import to_host
 
 
@@ -131,6 +134,90 @@ def test_marginals_met_reg_1e4(xp):
                                  stopThr=1e-9, numItermax=3000)
     assert res.converged
     assert l1_error(to_host(res.plan()), a, b) <= 1e-9
+
+
+# Small versions of the benchmark's histogram problems: 1-D densities on a grid (W1 and W2
+# costs) and blob images (squared pixel distance), costs scaled to max 1.
+HISTOGRAMS = {
+    "1-D W1 n=200": lambda: densities_1d(200, 1),
+    "1-D W2 n=200": lambda: densities_1d(200, 2),
+    "image 14x14": lambda: blob_images(14),
+}
+
+
+@pytest.mark.parametrize("reg", [1e-3, 1e-4])
+@pytest.mark.parametrize("problem", list(HISTOGRAMS))
+def test_histograms_reach_1e9(xp, problem, reg):
+    a, b, M = HISTOGRAMS[problem]()
+    res = ot.sinkhorn_potentials(xp.asarray(a), xp.asarray(b), xp.asarray(M), reg,
+                                 stopThr=1e-9, numItermax=2000)
+    assert res.converged
+    assert l1_error(to_host(res.plan()), a, b) <= 1e-9
+    # Newton did the work: Sinkhorn ran only its warm starts (at most 5 per continuation
+    # stage), no fallback sweeps after a failed line search.
+    assert res.iterations["sinkhorn"] <= 10
+    assert res.iterations["newton"] > 0
+
+
+def _pot_log_sinkhorn(pot, a, b, M, reg, numItermax):
+    """POT's log-domain Sinkhorn run far; None where it does not reach an L1 error of 1e-10."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "did not converge" is judged below
+        P, log = pot.sinkhorn(a, b, M, reg, method="sinkhorn_log", stopThr=1e-12,
+                              numItermax=numItermax, log=True)
+    if not l1_error(P, a, b) <= 1e-10:
+        return None
+    return P, log
+
+
+def _assert_matches_pot(res, P_pot, log, M, reg):
+    np.testing.assert_allclose(res.plan(), P_pot, rtol=1e-6, atol=1e-12 * P_pot.max())
+    f, g = shift_free(res.f, res.g)
+    fp, gp = shift_free(reg * np.asarray(log["log_u"]), reg * np.asarray(log["log_v"]))
+    np.testing.assert_allclose(f, fp, atol=1e-8 * reg * 100)
+    np.testing.assert_allclose(g, gp, atol=1e-8 * reg * 100)
+    assert res.cost == pytest.approx(float((P_pot * M).sum()), rel=1e-9)
+
+
+@pytest.mark.parametrize("problem", list(HISTOGRAMS))
+def test_histograms_match_pot(problem):
+    pot = pytest.importorskip("ot")
+    a, b, M = HISTOGRAMS[problem]()
+    reg = 1e-3
+    out = _pot_log_sinkhorn(pot, a, b, M, reg, 5000)
+    if out is None:
+        pytest.skip("POT's sinkhorn_log did not converge")
+    res = ot.sinkhorn_potentials(a, b, M, reg, stopThr=1e-12)
+    assert res.converged
+    _assert_matches_pot(res, *out, M, reg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["1-D W2 n=60", "image 8x8"])
+def test_histograms_match_pot_reg_1e4(problem):
+    pot = pytest.importorskip("ot")
+    a, b, M = densities_1d(60, 2) if problem.startswith("1-D") else blob_images(8)
+    reg = 1e-4
+    out = _pot_log_sinkhorn(pot, a, b, M, reg, 10_000)
+    if out is None:
+        pytest.skip("POT's sinkhorn_log did not converge")
+    res = ot.sinkhorn_potentials(a, b, M, reg, stopThr=1e-12)
+    assert res.converged
+    _assert_matches_pot(res, *out, M, reg)
+
+
+def test_histogram_problems_are_valid():
+    for a, b, M in (densities_1d(50, 1), densities_1d(50, 2), blob_images(6)):
+        assert np.all(a > 0) and np.all(b > 0)
+        assert a.sum() == pytest.approx(1.0) and b.sum() == pytest.approx(1.0)
+        assert M.shape == (a.size, b.size) and M.max() == pytest.approx(1.0)
+        assert np.all(M >= 0) and np.allclose(M, M.T)
+    with pytest.raises(ValueError, match="n >= 2"):
+        densities_1d(1)
+    with pytest.raises(ValueError, match="power"):
+        densities_1d(10, 0)
+    with pytest.raises(ValueError, match="side"):
+        blob_images(1)
 
 
 def test_sns_needs_far_fewer_passes():
