@@ -220,6 +220,72 @@ def test_histogram_problems_are_valid():
         blob_images(1)
 
 
+def test_components_match_scipy():
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(0)
+    for size, edges in ((1, 0), (10, 0), (50, 30), (200, 150), (300, 1000)):
+        u, v = rng.integers(0, size, edges), rng.integers(0, size, edges)
+        count, label = ot._components(size, u, v)
+        G = coo_matrix((np.ones(edges), (u, v)), shape=(size, size))
+        ref_count, ref = connected_components(G, directed=False)
+        assert count == ref_count
+        # Same partition: labels correspond one to one.
+        pairs = np.unique(np.stack([label, ref]), axis=1)
+        assert pairs.shape[1] == count
+        assert label.min() == 0 and label.max() == count - 1
+
+
+@pytest.mark.parametrize("sparse_lu", [True, False])
+def test_two_level_preconditioner_cuts_cg(monkeypatch, sparse_lu):
+    """5-D clouds at reg 1e-4: the kept plan splits into weakly linked clusters; the coarse
+    correction over them cuts CG several times, and the solution is unchanged."""
+    a, b, M = clouds(200, d=5, seed=0)
+    if not sparse_lu:
+        monkeypatch.setattr(ot, "_sparse_lu_available", lambda: False)
+    two = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10)
+    monkeypatch.setattr(ot, "_JACOBI_FIRST", 10**9)  # Jacobi alone
+    jac = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10)
+    assert two.converged and jac.converged
+    assert 4 * two.cg_iterations <= jac.cg_iterations
+    np.testing.assert_allclose(two.plan(), jac.plan(), atol=1e-10)
+
+
+def test_two_level_preconditioner_is_spd(monkeypatch):
+    """M^-1 = D^-1 + Z E^-1 Z^T from a sparse Newton matrix (upper storage, as SNS builds it)
+    is symmetric positive definite, and the sparse-LU and dense coarse solvers agree."""
+    rng = np.random.default_rng(1)
+    n, m = 12, 10
+    P = np.where(rng.random((n, m)) < 0.25, rng.uniform(0.01, 1.0, (n, m)), 0.0)
+    P[np.arange(n), np.arange(n) % m] += 0.5  # every row and column linked
+    P[np.arange(m) % n, np.arange(m)] += 0.5
+    diag = np.concatenate([P.sum(1), P.sum(0)]) * (1 + 1e-6)
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        js = np.nonzero(P[i])[0]
+        rows += [i] * (len(js) + 1)
+        cols += [i] + list(n + js)
+        vals += [diag[i]] + list(P[i, js])
+    for j in range(m):
+        rows.append(n + j)
+        cols.append(n + j)
+        vals.append(diag[n + j])
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n + m))])
+    H = curvkit.CSRMatrix(indptr, np.array(cols, np.int64), np.array(vals), (n + m, n + m),
+                          symmetric="upper")
+    inverses = []
+    for sparse in (True, False):
+        monkeypatch.setattr(ot, "_sparse_lu_available", lambda: sparse)
+        pre = ot._TwoLevel(H, diag, n)
+        assert pre.count > 0
+        Minv = np.stack([pre(e) for e in np.eye(n + m)], axis=1)
+        np.testing.assert_allclose(Minv, Minv.T, atol=1e-12)
+        assert np.linalg.eigvalsh(Minv).min() > 0
+        inverses.append(Minv)
+    np.testing.assert_allclose(inverses[0], inverses[1], rtol=1e-8, atol=1e-10)
+
+
 def test_sns_needs_far_fewer_passes():
     a, b, M = clouds(150, seed=6)
     sns = ot.sinkhorn_potentials(a, b, M, 1e-3)

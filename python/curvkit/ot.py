@@ -11,6 +11,11 @@ short Sinkhorn warm start, then Newton steps on ``D`` whose Hessian
 ``-[[diag(P 1), P], [P^T, diag(P^T 1)]] / reg`` keeps only the large entries of ``P`` (a CSR
 matrix assembled by a C++ pass, solved by :func:`curvkit.linalg.cg_solve` with Jacobi), with a
 backtracking line search on ``D``. Both accept NumPy (CPU kernels) or CuPy (GPU kernels) arrays.
+
+On the CPU, a Newton system that Jacobi-preconditioned CG does not solve in 200 iterations is
+finished with a two-level preconditioner: Jacobi plus a coarse correction over the connected
+components of the plan's strong entries, the weakly linked clusters that small ``reg`` creates
+(see ``_TwoLevel``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -36,6 +41,14 @@ _STEP_CAP = 30.0
 # Relative diagonal shift of the Newton system: this factor times the L1 marginal error (at
 # least 1e-9), a Levenberg-Marquardt damping that vanishes as the error does.
 _SHIFT_PER_ERROR = 1e-2
+# CPU: CG iterations with Jacobi alone before the two-level preconditioner takes over (most
+# systems need 20-300; those of weakly linked clusters need 10^4 and more).
+_JACOBI_FIRST = 200
+# Aggregates: components of the kept links with P_ij / sqrt(d_i d_j) above the first of these
+# that leaves at most _MAX_COARSE_DENSE aggregates without SciPy (a dense inverse of k^3 flops;
+# with SciPy's sparse LU the first always serves).
+_COARSE_STRENGTHS = (0.1, 1e-2, 1e-3)
+_MAX_COARSE_DENSE = 1500
 
 
 @dataclass
@@ -284,6 +297,128 @@ def _sinkhorn_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, max
     return it, err
 
 
+def _components(size: int, u: np.ndarray, v: np.ndarray) -> tuple:
+    """Connected components of the undirected graph on ``size`` nodes with edges (u, v):
+    (count, label per node in 0..count-1). Vectorised hooking of the larger root under the
+    smaller one, then pointer jumping, until no edge joins two roots (a few rounds)."""
+    parent = np.arange(size)
+    while True:
+        pu, pv = parent[u], parent[v]
+        lo, hi = np.minimum(pu, pv), np.maximum(pu, pv)
+        cross = lo != hi
+        if not cross.any():
+            break
+        np.minimum.at(parent, hi[cross], lo[cross])
+        while True:  # compress: every node points at its root
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
+    roots, label = np.unique(parent, return_inverse=True)
+    return roots.size, label
+
+
+class _TwoLevel:
+    """Jacobi plus a coarse correction for the Newton system of the dual (NumPy only).
+
+    ``M^-1 v = v / diag + Z E^-1 Z^T v``: each column of ``Z`` is +1 on the rows and -1 on the
+    columns of one aggregate (a connected component of the kept plan's strong links), the
+    direction that shifts that aggregate's potentials against the rest. Those directions are
+    the Hessian's near-null space when the plan splits into weakly linked clusters, which
+    Jacobi-preconditioned CG resolves only over thousands of iterations. ``E = Z^T H Z`` is the
+    aggregates' (small, dense) Laplacian, inverted once per Newton system.
+    """
+
+    def __init__(self, H: CSRMatrix, diag: np.ndarray, n: int) -> None:
+        size = H.shape[0]
+        sparse = _sparse_lu_available()
+        max_coarse = size if sparse else _MAX_COARSE_DENSE
+        indptr, indices, values = (np.asarray(x) for x in (H.indptr, H.indices, H.data))
+        rows = np.repeat(np.arange(size), np.diff(indptr))
+        off = rows != indices  # the kept plan entries (upper storage: row i, column n + j)
+        i, j, p = rows[off], indices[off], values[off]
+        self.count = 0
+        strength = p / np.sqrt(diag[i] * diag[j])
+        # The strongest links that still leave a coarse space of at most max_coarse aggregates.
+        # A lone node is no near-null direction (its Rayleigh quotient is its diagonal), so
+        # it stays with Jacobi alone and takes no coarse column.
+        for theta in _COARSE_STRENGTHS:
+            strong = strength > theta
+            _, comp = _components(size, i[strong], j[strong])
+            sizes = np.bincount(comp)
+            count = int((sizes > 1).sum())
+            if 0 < count <= max_coarse:
+                break
+        else:
+            return
+        grouped = sizes[comp] > 1
+        agg = np.where(grouped, (np.cumsum(sizes > 1) - 1)[comp], 0)
+        # Z's entries: +1 on an aggregate's rows, -1 on its columns, 0 on lone nodes.
+        sign = np.where(grouped, 1.0, 0.0)
+        sign[n:] *= -1.0
+        # E = D_agg - W - W^T, with D_agg the aggregates' summed diagonals and W the kept
+        # plan mass from one aggregate's rows to another's (or its own) columns.
+        link = sign[i] * sign[j] != 0
+        self.coarse_solve = _laplacian_solver(
+            count, agg[i][link], agg[j][link], p[link],
+            np.bincount(agg, weights=diag * sign * sign, minlength=count), sparse)
+        if self.coarse_solve is None:
+            return  # not numerically definite: Jacobi alone
+        self.count = count
+        self.agg, self.sign, self.inv_diag = agg, sign, 1.0 / diag
+
+    def __call__(self, r: np.ndarray) -> np.ndarray:
+        coarse = self.coarse_solve(
+            np.bincount(self.agg, weights=self.sign * r, minlength=self.count))
+        return self.inv_diag * r + self.sign * coarse[self.agg]
+
+
+def _sparse_lu_available() -> bool:
+    try:
+        import scipy.sparse.linalg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _laplacian_solver(count: int, src: np.ndarray, dst: np.ndarray, mass: np.ndarray,
+                      diag: np.ndarray, sparse: bool) -> Optional[Callable[[np.ndarray], Any]]:
+    """``v -> E^-1 v`` for the SPD ``E = diag(diag) - W - W^T`` with ``W[src, dst] += mass``;
+    None where ``E`` is not numerically definite.
+
+    ``E`` has one entry per kept link between aggregates. ``sparse``: SciPy's sparse LU
+    (SuperLU, diagonal pivots in a symmetric fill-reducing order, so its pivots are those of a
+    Cholesky factorisation). Otherwise a dense inverse from NumPy's Cholesky factor (NumPy has
+    no triangular solve), which suits a few hundred aggregates.
+    """
+    if sparse:
+        import scipy.sparse as sp
+        from scipy.sparse.linalg import splu
+
+        idx = np.arange(count)
+        E = sp.coo_matrix((np.concatenate([diag, -mass, -mass]),
+                           (np.concatenate([idx, src, dst]), np.concatenate([idx, dst, src]))),
+                          shape=(count, count)).tocsc()
+        try:
+            lu = splu(E, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                      options={"SymmetricMode": True})
+        except RuntimeError:  # exactly singular
+            return None
+        if not np.all(lu.U.diagonal() > 0):
+            return None
+        return lu.solve
+    W = np.bincount(src * count + dst, weights=mass, minlength=count * count)
+    W = W.reshape(count, count)
+    E = np.diag(diag) - W - W.T
+    try:
+        L = np.linalg.cholesky(E)
+    except np.linalg.LinAlgError:
+        return None
+    Linv = np.linalg.inv(L)
+    Einv = Linv.T @ Linv
+    return lambda v: Einv @ v
+
+
 @dataclass
 class _NewtonState:
     f: Any
@@ -349,9 +484,18 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
         # Inexact Newton: a relative residual of 0.1 sqrt(error) keeps the convergence
         # superlinear while sparing CG the last digits early on.
         rtol = min(cg_rtol, max(1e-10, 0.1 * math.sqrt(s.err)))
-        res = cg_solve(H, reg * grad, rtol=rtol, M=1 / diag, maxiter=20 * (n + m),
+        maxiter = 20 * (n + m)
+        # Jacobi first (its loop runs in the kernels); on the CPU a stalled solve goes on from
+        # where it stopped with the coarse correction, applied from Python each iteration.
+        first = maxiter if xp is not np else min(maxiter, _JACOBI_FIRST)
+        res = cg_solve(H, reg * grad, rtol=rtol, M=1 / diag, maxiter=first,
                        history=False, check_finite=False)
         cg_its += int(res.iterations)
+        if not res.converged and first < maxiter:
+            pre = _TwoLevel(H, diag, n)
+            res = cg_solve(H, reg * grad, x0=res.x, rtol=rtol, M=pre if pre.count else 1 / diag,
+                           maxiter=maxiter - first, history=False, check_finite=False)
+            cg_its += int(res.iterations)
         d = res.x
         df, dg = d[:n], d[n:]
         slope = float(grad @ d)  # = directional derivative of the dual along d
