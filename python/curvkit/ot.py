@@ -45,8 +45,8 @@ _SHIFT_PER_ERROR = 1e-2
 # systems need 20-300; those of weakly linked clusters need 10^4 and more).
 _JACOBI_FIRST = 200
 # Aggregates: components of the kept links with P_ij / sqrt(d_i d_j) above the first of these
-# that leaves at most _MAX_COARSE_DENSE aggregates without SciPy (a dense inverse of k^3 flops;
-# with SciPy's sparse LU the first always serves).
+# that leaves at least one aggregate and, without SciPy (a dense inverse of k^3 flops), at most
+# _MAX_COARSE_DENSE of them.
 _COARSE_STRENGTHS = (0.1, 1e-2, 1e-3)
 _MAX_COARSE_DENSE = 1500
 
@@ -326,7 +326,8 @@ class _TwoLevel:
     direction that shifts that aggregate's potentials against the rest. Those directions are
     the Hessian's near-null space when the plan splits into weakly linked clusters, which
     Jacobi-preconditioned CG resolves only over thousands of iterations. ``E = Z^T H Z`` is the
-    aggregates' (small, dense) Laplacian, inverted once per Newton system.
+    aggregates' Laplacian (one entry per kept link between aggregates), factorised once per
+    Newton system.
     """
 
     def __init__(self, H: CSRMatrix, diag: np.ndarray, n: int) -> None:
