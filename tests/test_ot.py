@@ -206,6 +206,20 @@ def test_histograms_match_pot_reg_1e4(problem):
     _assert_matches_pot(res, *out, M, reg)
 
 
+def test_crawling_stage_gets_an_intermediate_stage(monkeypatch):
+    """1-D W1 (seed 2) at reg 1e-4: from the reg 1e-3 potentials the Newton steps crawl; the
+    stage is restarted behind intermediate ones (each stage opens with 5 Sinkhorn iterations)
+    and reaches the same plan as without the restarts."""
+    a, b, M = densities_1d(200, 1, seed=2)
+    res = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10, numItermax=5000)
+    assert res.converged
+    assert res.iterations["sinkhorn"] > 10  # more than the two planned stages' warm starts
+    monkeypatch.setattr(ot, "_STALL_STEPS", 10**9)
+    plain = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10, numItermax=5000)
+    assert plain.converged and plain.iterations["sinkhorn"] == 10
+    np.testing.assert_allclose(res.plan(), plain.plan(), rtol=0, atol=1e-10)
+
+
 def test_histogram_problems_are_valid():
     for a, b, M in (densities_1d(50, 1), densities_1d(50, 2), blob_images(6)):
         assert np.all(a > 0) and np.all(b > 0)
