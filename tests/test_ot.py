@@ -4,12 +4,15 @@ GPU path against the CPU path."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 
 import curvkit
 from curvkit import ot
+from curvkit.benchmarks.problems import blob_images, densities_1d
 from conftest import to_host
 
 
@@ -131,6 +134,170 @@ def test_marginals_met_reg_1e4(xp):
                                  stopThr=1e-9, numItermax=3000)
     assert res.converged
     assert l1_error(to_host(res.plan()), a, b) <= 1e-9
+
+
+# Small versions of the benchmark's histogram problems: 1-D densities on a grid (W1 and W2
+# costs) and blob images (squared pixel distance), costs scaled to max 1.
+HISTOGRAMS = {
+    "1-D W1 n=200": lambda: densities_1d(200, 1),
+    "1-D W2 n=200": lambda: densities_1d(200, 2),
+    "image 14x14": lambda: blob_images(14),
+}
+
+
+@pytest.mark.parametrize("reg", [1e-3, 1e-4])
+@pytest.mark.parametrize("problem", list(HISTOGRAMS))
+def test_histograms_reach_1e9(xp, problem, reg):
+    a, b, M = HISTOGRAMS[problem]()
+    res = ot.sinkhorn_potentials(xp.asarray(a), xp.asarray(b), xp.asarray(M), reg,
+                                 stopThr=1e-9, numItermax=2000)
+    assert res.converged
+    assert l1_error(to_host(res.plan()), a, b) <= 1e-9
+    # Newton did the work: Sinkhorn ran only its warm starts (at most 5 per continuation
+    # stage), no fallback sweeps after a failed line search.
+    assert res.iterations["sinkhorn"] <= 10
+    assert res.iterations["newton"] > 0
+
+
+def _pot_log_sinkhorn(pot, a, b, M, reg, numItermax):
+    """POT's log-domain Sinkhorn run far; None where it does not reach an L1 error of 1e-10."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "did not converge" is judged below
+        P, log = pot.sinkhorn(a, b, M, reg, method="sinkhorn_log", stopThr=1e-12,
+                              numItermax=numItermax, log=True)
+    if not l1_error(P, a, b) <= 1e-10:
+        return None
+    return P, log
+
+
+def _assert_matches_pot(res, P_pot, log, M, reg):
+    np.testing.assert_allclose(res.plan(), P_pot, rtol=1e-6, atol=1e-12 * P_pot.max())
+    f, g = shift_free(res.f, res.g)
+    fp, gp = shift_free(reg * np.asarray(log["log_u"]), reg * np.asarray(log["log_v"]))
+    np.testing.assert_allclose(f, fp, atol=1e-8 * reg * 100)
+    np.testing.assert_allclose(g, gp, atol=1e-8 * reg * 100)
+    assert res.cost == pytest.approx(float((P_pot * M).sum()), rel=1e-9)
+
+
+@pytest.mark.parametrize("problem", list(HISTOGRAMS))
+def test_histograms_match_pot(problem):
+    pot = pytest.importorskip("ot")
+    a, b, M = HISTOGRAMS[problem]()
+    reg = 1e-3
+    out = _pot_log_sinkhorn(pot, a, b, M, reg, 5000)
+    if out is None:
+        pytest.skip("POT's sinkhorn_log did not converge")
+    res = ot.sinkhorn_potentials(a, b, M, reg, stopThr=1e-12)
+    assert res.converged
+    _assert_matches_pot(res, *out, M, reg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["1-D W2 n=60", "image 8x8"])
+def test_histograms_match_pot_reg_1e4(problem):
+    pot = pytest.importorskip("ot")
+    a, b, M = densities_1d(60, 2) if problem.startswith("1-D") else blob_images(8)
+    reg = 1e-4
+    out = _pot_log_sinkhorn(pot, a, b, M, reg, 10_000)
+    if out is None:
+        pytest.skip("POT's sinkhorn_log did not converge")
+    res = ot.sinkhorn_potentials(a, b, M, reg, stopThr=1e-12)
+    assert res.converged
+    _assert_matches_pot(res, *out, M, reg)
+
+
+def test_crawling_stage_gets_an_intermediate_stage(monkeypatch):
+    """1-D W1 (seed 2) at reg 1e-4: from the reg 1e-3 potentials the Newton steps crawl; the
+    stage is restarted behind intermediate ones (each stage opens with 5 Sinkhorn iterations)
+    and reaches the same plan as without the restarts."""
+    a, b, M = densities_1d(200, 1, seed=2)
+    res = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10, numItermax=5000)
+    assert res.converged
+    assert res.iterations["sinkhorn"] > 10  # more than the two planned stages' warm starts
+    monkeypatch.setattr(ot, "_STALL_STEPS", 10**9)
+    plain = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10, numItermax=5000)
+    assert plain.converged and plain.iterations["sinkhorn"] == 10
+    np.testing.assert_allclose(res.plan(), plain.plan(), rtol=0, atol=1e-10)
+
+
+def test_histogram_problems_are_valid():
+    for a, b, M in (densities_1d(50, 1), densities_1d(50, 2), blob_images(6)):
+        assert np.all(a > 0) and np.all(b > 0)
+        assert a.sum() == pytest.approx(1.0) and b.sum() == pytest.approx(1.0)
+        assert M.shape == (a.size, b.size) and M.max() == pytest.approx(1.0)
+        assert np.all(M >= 0) and np.allclose(M, M.T)
+    with pytest.raises(ValueError, match="n >= 2"):
+        densities_1d(1)
+    with pytest.raises(ValueError, match="power"):
+        densities_1d(10, 0)
+    with pytest.raises(ValueError, match="side"):
+        blob_images(1)
+
+
+def test_components_match_scipy():
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(0)
+    for size, edges in ((1, 0), (10, 0), (50, 30), (200, 150), (300, 1000)):
+        u, v = rng.integers(0, size, edges), rng.integers(0, size, edges)
+        count, label = ot._components(size, u, v)
+        G = coo_matrix((np.ones(edges), (u, v)), shape=(size, size))
+        ref_count, ref = connected_components(G, directed=False)
+        assert count == ref_count
+        # Same partition: labels correspond one to one.
+        pairs = np.unique(np.stack([label, ref]), axis=1)
+        assert pairs.shape[1] == count
+        assert label.min() == 0 and label.max() == count - 1
+
+
+@pytest.mark.parametrize("sparse_lu", [True, False])
+def test_two_level_preconditioner_cuts_cg(monkeypatch, sparse_lu):
+    """5-D clouds at reg 1e-4: the kept plan splits into weakly linked clusters; the coarse
+    correction over them cuts CG several times, and the solution is unchanged."""
+    a, b, M = clouds(200, d=5, seed=0)
+    if not sparse_lu:
+        monkeypatch.setattr(ot, "_sparse_lu_available", lambda: False)
+    two = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10)
+    monkeypatch.setattr(ot, "_JACOBI_FIRST", 10**9)  # Jacobi alone
+    jac = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10)
+    assert two.converged and jac.converged
+    assert 4 * two.cg_iterations <= jac.cg_iterations
+    np.testing.assert_allclose(two.plan(), jac.plan(), atol=1e-10)
+
+
+def test_two_level_preconditioner_is_spd(monkeypatch):
+    """M^-1 = D^-1 + Z E^-1 Z^T from a sparse Newton matrix (upper storage, as SNS builds it)
+    is symmetric positive definite, and the sparse-LU and dense coarse solvers agree."""
+    rng = np.random.default_rng(1)
+    n, m = 12, 10
+    P = np.where(rng.random((n, m)) < 0.25, rng.uniform(0.01, 1.0, (n, m)), 0.0)
+    P[np.arange(n), np.arange(n) % m] += 0.5  # every row and column linked
+    P[np.arange(m) % n, np.arange(m)] += 0.5
+    diag = np.concatenate([P.sum(1), P.sum(0)]) * (1 + 1e-6)
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        js = np.nonzero(P[i])[0]
+        rows += [i] * (len(js) + 1)
+        cols += [i] + list(n + js)
+        vals += [diag[i]] + list(P[i, js])
+    for j in range(m):
+        rows.append(n + j)
+        cols.append(n + j)
+        vals.append(diag[n + j])
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n + m))])
+    H = curvkit.CSRMatrix(indptr, np.array(cols, np.int64), np.array(vals), (n + m, n + m),
+                          symmetric="upper")
+    inverses = []
+    for sparse in (True, False):
+        monkeypatch.setattr(ot, "_sparse_lu_available", lambda: sparse)
+        pre = ot._TwoLevel(H, diag, n)
+        assert pre.count > 0
+        Minv = np.stack([pre(e) for e in np.eye(n + m)], axis=1)
+        np.testing.assert_allclose(Minv, Minv.T, atol=1e-12)
+        assert np.linalg.eigvalsh(Minv).min() > 0
+        inverses.append(Minv)
+    np.testing.assert_allclose(inverses[0], inverses[1], rtol=1e-8, atol=1e-10)
 
 
 def test_sns_needs_far_fewer_passes():

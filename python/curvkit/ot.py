@@ -11,6 +11,11 @@ short Sinkhorn warm start, then Newton steps on ``D`` whose Hessian
 ``-[[diag(P 1), P], [P^T, diag(P^T 1)]] / reg`` keeps only the large entries of ``P`` (a CSR
 matrix assembled by a C++ pass, solved by :func:`curvkit.linalg.cg_solve` with Jacobi), with a
 backtracking line search on ``D``. Both accept NumPy (CPU kernels) or CuPy (GPU kernels) arrays.
+
+On the CPU, a Newton system that Jacobi-preconditioned CG does not solve in 200 iterations is
+finished with a two-level preconditioner: Jacobi plus a coarse correction over the connected
+components of the plan's strong entries, the weakly linked clusters that small ``reg`` creates
+(see ``_TwoLevel``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -28,6 +33,27 @@ from .linalg import cg_solve
 from .sparse import CSRMatrix
 
 _METHODS = ("sns", "sinkhorn")
+# Newton steps change no log-plan entry by more than this many units (of reg) at once: the
+# dual's quadratic model holds only for changes of order reg, and a Newton direction that is
+# huge along the near-null directions of weakly linked clusters would otherwise need more
+# halvings than the line search allows.
+_STEP_CAP = 30.0
+# Relative diagonal shift of the Newton system: this factor times the L1 marginal error (at
+# least 1e-9), a Levenberg-Marquardt damping that vanishes as the error does.
+_SHIFT_PER_ERROR = 1e-2
+# CPU: CG iterations with Jacobi alone before the two-level preconditioner takes over (most
+# systems need 20-300; those of weakly linked clusters need 10^4 and more).
+_JACOBI_FIRST = 200
+# Aggregates: components of the kept links with P_ij / sqrt(d_i d_j) above the first of these
+# that leaves at least one aggregate and, without SciPy (a dense inverse of k^3 flops), at most
+# _MAX_COARSE_DENSE of them.
+_COARSE_STRENGTHS = (0.1, 1e-2, 1e-3)
+_MAX_COARSE_DENSE = 1500
+# Continuation: a stage whose Newton steps crawl (this many in a row, each removing less than
+# a fifth of the error) is restarted behind an intermediate stage, while consecutive regs are
+# at least this ratio apart.
+_STALL_STEPS = 10
+_MIN_STAGE_RATIO = 2.5
 
 
 @dataclass
@@ -276,6 +302,129 @@ def _sinkhorn_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, max
     return it, err
 
 
+def _components(size: int, u: np.ndarray, v: np.ndarray) -> tuple:
+    """Connected components of the undirected graph on ``size`` nodes with edges (u, v):
+    (count, label per node in 0..count-1). Vectorised hooking of the larger root under the
+    smaller one, then pointer jumping, until no edge joins two roots (a few rounds)."""
+    parent = np.arange(size)
+    while True:
+        pu, pv = parent[u], parent[v]
+        lo, hi = np.minimum(pu, pv), np.maximum(pu, pv)
+        cross = lo != hi
+        if not cross.any():
+            break
+        np.minimum.at(parent, hi[cross], lo[cross])
+        while True:  # compress: every node points at its root
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
+    roots, label = np.unique(parent, return_inverse=True)
+    return roots.size, label
+
+
+class _TwoLevel:
+    """Jacobi plus a coarse correction for the Newton system of the dual (NumPy only).
+
+    ``M^-1 v = v / diag + Z E^-1 Z^T v``: each column of ``Z`` is +1 on the rows and -1 on the
+    columns of one aggregate (a connected component of the kept plan's strong links), the
+    direction that shifts that aggregate's potentials against the rest. Those directions are
+    the Hessian's near-null space when the plan splits into weakly linked clusters, which
+    Jacobi-preconditioned CG resolves only over thousands of iterations. ``E = Z^T H Z`` is the
+    aggregates' Laplacian (one entry per kept link between aggregates), factorised once per
+    Newton system.
+    """
+
+    def __init__(self, H: CSRMatrix, diag: np.ndarray, n: int) -> None:
+        size = H.shape[0]
+        sparse = _sparse_lu_available()
+        max_coarse = size if sparse else _MAX_COARSE_DENSE
+        indptr, indices, values = (np.asarray(x) for x in (H.indptr, H.indices, H.data))
+        rows = np.repeat(np.arange(size), np.diff(indptr))
+        off = rows != indices  # the kept plan entries (upper storage: row i, column n + j)
+        i, j, p = rows[off], indices[off], values[off]
+        self.count = 0
+        strength = p / np.sqrt(diag[i] * diag[j])
+        # The strongest links that still leave a coarse space of at most max_coarse aggregates.
+        # A lone node is no near-null direction (its Rayleigh quotient is its diagonal), so
+        # it stays with Jacobi alone and takes no coarse column.
+        for theta in _COARSE_STRENGTHS:
+            strong = strength > theta
+            _, comp = _components(size, i[strong], j[strong])
+            sizes = np.bincount(comp)
+            count = int((sizes > 1).sum())
+            if 0 < count <= max_coarse:
+                break
+        else:
+            return
+        grouped = sizes[comp] > 1
+        agg = np.where(grouped, (np.cumsum(sizes > 1) - 1)[comp], 0)
+        # Z's entries: +1 on an aggregate's rows, -1 on its columns, 0 on lone nodes.
+        sign = np.where(grouped, 1.0, 0.0)
+        sign[n:] *= -1.0
+        # E = D_agg - W - W^T, with D_agg the aggregates' summed diagonals and W the kept
+        # plan mass from one aggregate's rows to another's (or its own) columns.
+        link = sign[i] * sign[j] != 0
+        self.coarse_solve = _laplacian_solver(
+            count, agg[i][link], agg[j][link], p[link],
+            np.bincount(agg, weights=diag * sign * sign, minlength=count), sparse)
+        if self.coarse_solve is None:
+            return  # not numerically definite: Jacobi alone
+        self.count = count
+        self.agg, self.sign, self.inv_diag = agg, sign, 1.0 / diag
+
+    def __call__(self, r: np.ndarray) -> np.ndarray:
+        coarse = self.coarse_solve(
+            np.bincount(self.agg, weights=self.sign * r, minlength=self.count))
+        return self.inv_diag * r + self.sign * coarse[self.agg]
+
+
+def _sparse_lu_available() -> bool:
+    try:
+        import scipy.sparse.linalg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _laplacian_solver(count: int, src: np.ndarray, dst: np.ndarray, mass: np.ndarray,
+                      diag: np.ndarray, sparse: bool) -> Optional[Callable[[np.ndarray], Any]]:
+    """``v -> E^-1 v`` for the SPD ``E = diag(diag) - W - W^T`` with ``W[src, dst] += mass``;
+    None where ``E`` is not numerically definite.
+
+    ``E`` has one entry per kept link between aggregates. ``sparse``: SciPy's sparse LU
+    (SuperLU, diagonal pivots in a symmetric fill-reducing order, so its pivots are those of a
+    Cholesky factorisation). Otherwise a dense inverse from NumPy's Cholesky factor (NumPy has
+    no triangular solve), which suits a few hundred aggregates.
+    """
+    if sparse:
+        import scipy.sparse as sp
+        from scipy.sparse.linalg import splu
+
+        idx = np.arange(count)
+        E = sp.coo_matrix((np.concatenate([diag, -mass, -mass]),
+                           (np.concatenate([idx, src, dst]), np.concatenate([idx, dst, src]))),
+                          shape=(count, count)).tocsc()
+        try:
+            lu = splu(E, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                      options={"SymmetricMode": True})
+        except RuntimeError:  # exactly singular
+            return None
+        if not np.all(lu.U.diagonal() > 0):
+            return None
+        return lu.solve
+    W = np.bincount(src * count + dst, weights=mass, minlength=count * count)
+    W = W.reshape(count, count)
+    E = np.diag(diag) - W - W.T
+    try:
+        L = np.linalg.cholesky(E)
+    except np.linalg.LinAlgError:
+        return None
+    Linv = np.linalg.inv(L)
+    Einv = Linv.T @ Linv
+    return lambda v: Einv @ v
+
+
 @dataclass
 class _NewtonState:
     f: Any
@@ -289,9 +438,13 @@ class _NewtonState:
 
 def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxiter: int,
                   stopThr: float, history: list, density: float, cg_rtol: float,
-                  fallback: int) -> tuple:
+                  fallback: int, stall: Optional[int] = None) -> tuple:
     """Sparse Newton ascent on the dual; returns (f, g, newton steps, sinkhorn fallback
-    iterations, cg iterations, final error, kept density)."""
+    iterations, cg iterations, final error, kept density, stalled).
+
+    ``stall``: give up (``stalled`` True) after this many consecutive accepted steps that each
+    removed less than a fifth of the error: the start is too far for Newton's quadratic model.
+    """
     xp = K.xp
     n, m = K.n, K.m
     # Entries of P above tau are kept: with unit mass spread evenly over a fraction `density`
@@ -307,7 +460,7 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
 
     s = evaluate(f, g)
     history.append(s.err)
-    steps = fallbacks = cg_its = 0
+    steps = fallbacks = cg_its = crawl = 0
     kept = 0.0
     while s.err > stopThr and steps + fallbacks < maxiter:
         # Sparse Hessian (scaled by reg), upper block storage: row i holds diag(P 1)_i and the
@@ -322,12 +475,16 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
         starts = indptr[:n]
         K.gather(s.f, s.g, reg, tau, starts + 1, counts, n, indices, values)
         kept = (nnz - n - m) / (n * m)
-        # Diagonal: the exact marginals; a relative shift of 1e-9 makes the matrix definite
-        # (the exact Hessian has the null direction (1, -1), which the gradient avoids) and
-        # bounds the condition of the near-null directions small reg creates (weakly linked
-        # clusters of the plan); measured on point clouds at reg 1e-4, 1e-9 needed fewer CG
-        # iterations than 1e-12 and far fewer Newton steps than 1e-6.
-        diag = xp.concatenate([s.r, s.c]) * (1 + 1e-9)
+        # Diagonal: the exact marginals; a relative shift makes the matrix definite (the exact
+        # Hessian has the null direction (1, -1), which the gradient avoids) and bounds the
+        # condition of the near-null directions small reg creates (weakly linked clusters of
+        # the plan). A fixed 1e-9 suits the end game (measured on point clouds at reg 1e-4: fewer
+        # CG iterations than 1e-12, far fewer Newton steps than 1e-6); far from the solution a
+        # shift of 1e-2 x the marginal error turns the steps along those directions into
+        # Sinkhorn-like scaled-gradient steps instead of huge ones (on 14 x 14 images at reg
+        # 1e-4 it cut the CG iterations about 10x and removed the Sinkhorn fallbacks).
+        shift = max(1e-9, _SHIFT_PER_ERROR * s.err)
+        diag = xp.concatenate([s.r, s.c]) * (1 + shift)
         indices[starts] = xp.arange(n)
         values[starts] = diag[:n]
         indices[indptr[n:n + m]] = xp.arange(n, n + m)
@@ -337,17 +494,28 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
         # Inexact Newton: a relative residual of 0.1 sqrt(error) keeps the convergence
         # superlinear while sparing CG the last digits early on.
         rtol = min(cg_rtol, max(1e-10, 0.1 * math.sqrt(s.err)))
-        res = cg_solve(H, reg * grad, rtol=rtol, M=1 / diag, maxiter=20 * (n + m),
+        maxiter = 20 * (n + m)
+        # Jacobi first (its loop runs in the kernels); on the CPU a stalled solve goes on from
+        # where it stopped with the coarse correction, applied from Python each iteration.
+        first = maxiter if xp is not np else min(maxiter, _JACOBI_FIRST)
+        res = cg_solve(H, reg * grad, rtol=rtol, M=1 / diag, maxiter=first,
                        history=False, check_finite=False)
         cg_its += int(res.iterations)
+        if not res.converged and first < maxiter:
+            pre = _TwoLevel(H, diag, n)
+            res = cg_solve(H, reg * grad, x0=res.x, rtol=rtol, M=pre if pre.count else 1 / diag,
+                           maxiter=maxiter - first, history=False, check_finite=False)
+            cg_its += int(res.iterations)
         d = res.x
         df, dg = d[:n], d[n:]
         slope = float(grad @ d)  # = directional derivative of the dual along d
         linear = float(a @ df + b @ dg)
-        t = 1.0
+        # log P_ij moves by t (df_i + dg_j) / reg: bound the largest rise and fall.
+        spread = float(xp.maximum(xp.abs(df.max() + dg.max()), xp.abs(df.min() + dg.min())))
+        t = min(1.0, _STEP_CAP * reg / spread) if spread > 0 else 1.0
         accepted: Optional[_NewtonState] = None
         if slope > 0 and math.isfinite(slope):
-            for _ in range(20):
+            for _ in range(30):  # halvings from the (possibly capped) first trial
                 trial = evaluate(s.f + t * df, s.g + t * dg)
                 # The dual's gain t <a, df> + t <b, dg> - reg (mass' - mass) is formed from
                 # differences, not as D' - D, whose O(1) terms would cancel near the optimum;
@@ -368,11 +536,14 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
             continue
         steps += 1
         history.append(accepted.err)
+        crawl = crawl + 1 if accepted.err > 0.8 * s.err else 0
         if t < 1 or accepted.err > 0.25 * s.err:
             tau *= 0.1  # the sparse Hessian was too coarse: keep more of the plan
             accepted = evaluate(accepted.f, accepted.g)  # counts at the new threshold
         s = accepted
-    return s.f, s.g, steps, fallbacks, cg_its, s.err, kept
+        if stall is not None and crawl >= stall:
+            return s.f, s.g, steps, fallbacks, cg_its, s.err, kept, True
+    return s.f, s.g, steps, fallbacks, cg_its, s.err, kept, False
 
 
 def sinkhorn_potentials(
@@ -429,7 +600,10 @@ def sinkhorn_potentials(
     continuation : float or None
         SNS: when ``reg`` is below ``continuation * (max M - min M)``, solve first with
         ``reg * eps_scaling^k`` (k = K, ..., 1; the largest not above twice that level) to 1e-6,
-        each stage starting from the previous potentials. ``None`` disables it.
+        each stage starting from the previous potentials. A stage whose Newton steps crawl (10
+        in a row each removing less than a fifth of the error) is restarted behind a new stage
+        at the geometric mean of its reg and the previous one's (while they are 2.5x apart).
+        ``None`` disables it.
     eps_scaling : float
         SNS: ratio between the regularisations of consecutive continuation stages.
     check_every : int, optional
@@ -541,21 +715,36 @@ def _solve_one(xp: ModuleType, a: Any, b: Any, M: Any, dtype: np.dtype, reg: flo
     else:
         its = 0
         stages = _stages(xp, Ms, reg, continuation, eps_scaling)
-        for k, reg_k in enumerate(stages):
+        k = 0
+        previous: Optional[float] = None  # the last stage solved
+        while k < len(stages):
+            reg_k = stages[k]
             last = k == len(stages) - 1
             # Intermediate stages only need to hand a good start to the next, smaller reg.
             thr = stopThr if last else max(stopThr, 1e-6)
             budget = numItermax - its - newton_steps
             warm = min(n_warmup, budget)
+            # A stage whose Newton steps crawl from the previous stage's potentials is
+            # restarted from them behind a new stage at the geometric mean of the two regs.
+            # (Measured on 1-D W1: doing the same in front of a crawling first stage lost as
+            # often as it won.)
+            refine = previous is not None and previous / reg_k >= _MIN_STAGE_RATIO
+            start = (f.copy(), g.copy()) if refine else None
             done, err = _sinkhorn_phase(K, f, g, As, Bs, reg_k, warm, max(thr, switch_error),
                                         min(check_every, 5), history)
             its += done
-            f, g, steps, fallback, cgi, err, kept = _newton_phase(
+            f, g, steps, fallback, cgi, err, kept, stalled = _newton_phase(
                 K, f, g, As, Bs, reg_k, budget - done, thr, history, density, cg_rtol,
-                max(check_every, 10))
+                max(check_every, 10), _STALL_STEPS if refine else None)
             its += fallback
             newton_steps += steps
             cg_its += cgi
+            if stalled:
+                f, g = start
+                stages.insert(k, math.sqrt(previous * reg_k))
+                continue
+            previous = reg_k
+            k += 1
     r, c, cost = K.sums(f, g, reg, math.inf)
     err = float(xp.abs(r - As).sum() + xp.abs(c - Bs).sum())
     cost_v = float(cost[0])

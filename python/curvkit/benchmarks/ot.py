@@ -3,6 +3,11 @@
 where POT is not importable. Every solver runs to the same L1 marginal error (1e-9) or its
 iteration cap; the rows report iterations, passes over the cost matrix and the error reached.
 
+Problems: random point clouds (``ot-sns-*``; ``ot-large-cpu`` is one 2-D cloud of n = 8000),
+and histograms on grids (``ot-hist-*``): two smooth 1-D densities on 1000 points with the W1
+and W2 costs, and two 28 x 28 blob images with the squared pixel distance
+(:mod:`curvkit.benchmarks.problems`).
+
 Long solves are timed once (they last seconds, far above the clock's resolution and the
 machine's jitter); short ones take the median of three runs. The two Sinkhorns get the
 iterations that fit in a time budget (30 s, 5 s with --quick): where they stop there, the
@@ -13,12 +18,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable, List, Optional
+from functools import partial
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
 from .. import ot
 from ._harness import Row, benchmark, rel_diff
+from .problems import blob_images, densities_1d
 
 STOP = 1e-9
 
@@ -72,15 +79,22 @@ def _iteration_cap(run: Callable[[int], Any], sync: Callable[[], None], cap: int
     return int(max(10, min(cap, budget_s / max(per, 1e-9))))
 
 
-def _rows(problems: list, xp: Any, sync: Callable[[], None], device: str, cap: int,
+Problem = Tuple[str, Callable[[], tuple], float]  # (name, () -> (a, b, M) in NumPy, reg)
+
+
+def _cloud_problems(grid: list) -> List[Problem]:
+    return [(f"{d}-D n={n} reg={reg:g}", partial(clouds, n, d), reg) for d, n, reg in grid]
+
+
+def _rows(problems: List[Problem], xp: Any, sync: Callable[[], None], bench: str, cap: int,
           budget_s: float) -> List[Row]:
-    """SNS, our Sinkhorn and POT on each (d, n, reg); the two Sinkhorns stop at 1e-9 or after
-    the iterations that fit in budget_s (then the speedup is a lower bound)."""
+    """SNS, our Sinkhorn and POT on each (name, make, reg); the two Sinkhorns stop at 1e-9 or
+    after the iterations that fit in budget_s (then the speedup is a lower bound)."""
     pot = _pot()
     rows: List[Row] = []
-    for d, n, reg in problems:
-        a, b, M = clouds(n, d, xp=xp)
-        name = f"{d}-D n={n} reg={reg:g}"
+    for name, make, reg in problems:
+        a, b, M = (xp.asarray(x) for x in make())
+        n = M.shape[0]
         t_sns, sns = _timed(lambda: ot.sinkhorn_potentials(a, b, M, reg, numItermax=cap), sync)
 
         def ours_sinkhorn(k: int) -> Any:
@@ -123,24 +137,53 @@ def _rows(problems: list, xp: Any, sync: Callable[[], None], device: str, cap: i
             peer_name = "our sinkhorn"
         converged = bool(sns.converged) and peer_err <= 10 * STOP
         rows.append(Row(
-            name=f"ot-sns-{device}", problem=name, ours_s=t_sns, peer_s=t_peer, peer=peer_name,
-            floor_bytes=float(sns.passes) * n * n * 8, max_rel_diff=rel_diff(P_sns, P_peer),
+            name=bench, problem=name, ours_s=t_sns, peer_s=t_peer, peer=peer_name,
+            floor_bytes=float(sns.passes) * M.size * 8, max_rel_diff=rel_diff(P_sns, P_peer),
             # A peer stopped by its cap has not reached the plan: no agreement is expected.
             tolerance=1e-4 if converged else float("inf"), extra=extra,
         ))
     return rows
 
 
-def _grid(quick: bool) -> list:
+def _grid(quick: bool) -> List[Problem]:
     if quick:
-        return [(2, 300, 1e-2), (2, 300, 1e-3)]
-    return [(d, n, reg) for d in (2, 5) for n in (500, 1000, 2000) for reg in (1e-2, 1e-3, 1e-4)]
+        return _cloud_problems([(2, 300, 1e-2), (2, 300, 1e-3)])
+    return _cloud_problems([(d, n, reg) for d in (2, 5) for n in (500, 1000, 2000)
+                            for reg in (1e-2, 1e-3, 1e-4)])
+
+
+def _histogram_grid(quick: bool) -> List[Problem]:
+    """1-D densities on a grid (W1 and W2 costs) and 28 x 28 blob images at reg 1e-2..1e-4
+    (quick: smaller versions at reg 1e-3)."""
+    n, side = (300, 14) if quick else (1000, 28)
+    regs = (1e-3,) if quick else (1e-2, 1e-3, 1e-4)
+    makers = [(f"1-D W1 n={n}", partial(densities_1d, n, 1)),
+              (f"1-D W2 n={n}", partial(densities_1d, n, 2)),
+              (f"image {side}x{side}", partial(blob_images, side))]
+    return [(f"{label} reg={reg:g}", make, reg) for label, make in makers for reg in regs]
 
 
 @benchmark("ot-sns-cpu", "cpu",
            "entropic OT, point clouds: SNS vs POT sinkhorn_log (NumPy) to L1 error 1e-9")
 def bench_cpu(quick: bool) -> List[Row]:
-    return _rows(_grid(quick), np, lambda: None, "cpu", cap=100_000,
+    return _rows(_grid(quick), np, lambda: None, "ot-sns-cpu", cap=100_000,
+                 budget_s=5.0 if quick else 30.0)
+
+
+@benchmark("ot-hist-cpu", "cpu",
+           "entropic OT, 1-D densities (W1, W2) and 28x28 images: SNS vs POT sinkhorn_log "
+           "(NumPy) to L1 error 1e-9")
+def bench_hist_cpu(quick: bool) -> List[Row]:
+    return _rows(_histogram_grid(quick), np, lambda: None, "ot-hist-cpu", cap=100_000,
+                 budget_s=5.0 if quick else 30.0)
+
+
+@benchmark("ot-large-cpu", "cpu",
+           "entropic OT, 2-D point clouds n = 8000 (M is 512 MB): SNS vs POT sinkhorn_log "
+           "(NumPy), POT capped at 30 s")
+def bench_large_cpu(quick: bool) -> List[Row]:
+    grid = [(2, 2000, 1e-3)] if quick else [(2, 8000, 1e-3)]
+    return _rows(_cloud_problems(grid), np, lambda: None, "ot-large-cpu", cap=100_000,
                  budget_s=5.0 if quick else 30.0)
 
 
@@ -152,7 +195,20 @@ def bench_gpu(quick: bool) -> List[Row]:
     def sync() -> None:
         cp.cuda.get_current_stream().synchronize()
 
-    return _rows(_grid(quick), cp, sync, "gpu", cap=100_000,
+    return _rows(_grid(quick), cp, sync, "ot-sns-gpu", cap=100_000,
+                 budget_s=5.0 if quick else 30.0)
+
+
+@benchmark("ot-hist-gpu", "gpu",
+           "entropic OT, 1-D densities (W1, W2) and 28x28 images: SNS vs POT sinkhorn_log "
+           "(CuPy) to L1 error 1e-9")
+def bench_hist_gpu(quick: bool) -> List[Row]:
+    import cupy as cp
+
+    def sync() -> None:
+        cp.cuda.get_current_stream().synchronize()
+
+    return _rows(_histogram_grid(quick), cp, sync, "ot-hist-gpu", cap=100_000,
                  budget_s=5.0 if quick else 30.0)
 
 

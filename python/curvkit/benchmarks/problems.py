@@ -151,3 +151,98 @@ class PowerLawOperator:
 
     def diagonal(self) -> np.ndarray:
         return (self._q(np.eye(self.shape[0])) ** 2) @ self.eigenvalues
+
+
+# ---- entropic optimal transport: histograms on grids ----------------------------------------
+
+
+def _gaussian_mixture(x: np.ndarray, rng: np.random.Generator, components: int) -> np.ndarray:
+    """Sum of ``components`` Gaussian bumps with random centres in [0.1, 0.9], widths in
+    [0.04, 0.15] and weights in [0.5, 1.5], evaluated at ``x``; positive everywhere."""
+    centres = rng.uniform(0.1, 0.9, components)
+    widths = rng.uniform(0.04, 0.15, components)
+    weights = rng.uniform(0.5, 1.5, components)
+    z = (x[:, None] - centres[None, :]) / widths[None, :]
+    return (weights[None, :] * np.exp(-0.5 * z * z) / widths[None, :]).sum(axis=1)
+
+
+def densities_1d(n: int, power: int = 2, seed: int = 0) -> tuple:
+    """Two smooth densities on ``n`` grid points of [0, 1] as histograms, with the ground cost
+    ``|x - y|^power`` scaled to max 1 (``power`` 1: W1, 2: W2).
+
+    ``a`` mixes two Gaussian bumps, ``b`` three, with random centres and widths (``seed``), plus
+    a uniform floor of 1e-3 of the mean mass, so that no bin is empty or lost to underflow.
+
+    Returns
+    -------
+    a, b : ndarray
+        ``(n,)``, positive, each summing to 1.
+    M : ndarray
+        ``(n, n)`` cost matrix, float64, max 1.
+
+    Raises
+    ------
+    ValueError
+        ``n < 2`` or ``power`` not positive.
+    """
+    if n < 2:
+        raise ValueError(f"densities_1d needs n >= 2 grid points, got {n}")
+    if not power > 0:
+        raise ValueError(f"power must be positive, got {power}")
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 1.0, n)
+    out = []
+    for components in (2, 3):
+        h = _gaussian_mixture(x, rng, components)
+        h = h / h.sum()
+        h = h + 1e-3 / n
+        out.append(h / h.sum())
+    M = np.abs(x[:, None] - x[None, :]) ** power
+    M /= M.max()
+    return out[0], out[1], M
+
+
+def blob_images(side: int, seed: int = 0, blobs: int = 3) -> tuple:
+    """Two synthetic ``side x side`` images of smooth blobs as histograms over the
+    ``side**2`` pixels, with the squared pixel distance as cost, scaled to max 1.
+
+    Each image is a sum of ``blobs`` anisotropic Gaussian blobs (random centres, widths of
+    1/12 to 1/5 of the side, random orientation; ``seed``) plus a background of 1e-3 of the
+    mean intensity, so every pixel carries mass; flattened row by row and normalised.
+
+    Returns
+    -------
+    a, b : ndarray
+        ``(side**2,)``, positive, each summing to 1.
+    M : ndarray
+        ``(side**2, side**2)``, float64, max 1.
+
+    Raises
+    ------
+    ValueError
+        ``side < 2`` or ``blobs < 1``.
+    """
+    if side < 2:
+        raise ValueError(f"blob_images needs side >= 2, got {side}")
+    if blobs < 1:
+        raise ValueError(f"blob_images needs at least one blob, got {blobs}")
+    rng = np.random.default_rng(seed)
+    t = np.arange(side, dtype=float)
+    yy, xx = np.meshgrid(t, t, indexing="ij")
+    out = []
+    for _ in range(2):
+        img = np.zeros((side, side))
+        for _ in range(blobs):
+            cy, cx = rng.uniform(0.2, 0.8, 2) * (side - 1)
+            sy, sx = rng.uniform(1 / 12, 1 / 5, 2) * side
+            angle = rng.uniform(0.0, np.pi)
+            u = np.cos(angle) * (yy - cy) + np.sin(angle) * (xx - cx)
+            v = -np.sin(angle) * (yy - cy) + np.cos(angle) * (xx - cx)
+            img += rng.uniform(0.5, 1.5) * np.exp(-0.5 * ((u / sy) ** 2 + (v / sx) ** 2))
+        h = img.ravel() / img.sum()
+        h = h + 1e-3 / h.size
+        out.append(h / h.sum())
+    pts = np.stack([yy.ravel(), xx.ravel()], axis=1)
+    M = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+    M /= M.max()
+    return out[0], out[1], M
