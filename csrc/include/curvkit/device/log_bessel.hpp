@@ -153,19 +153,21 @@ CURVKIT_HD R shifted_debye_log_iv(R v, R x, R& ratio) {
     const int n = debye_max_terms;
     const R u = 1.0 + debye_u_series(d.inv_h, d.p2, n);
     const R w = debye_w_series(d.inv_h, d.p2, n);
-    R r = x / (d.h + big) + x * d.inv_h * (w / u);
-    // For x >= 1 each R exceeds x / (2 N + x) > 1/45, so the product of at most 22 of them
-    // stays far from underflow.
-    R prod = 1.0;
+    const R r = x / (d.h + big) + x * d.inv_h * (w / u);  // R_N
+    // The recurrence as a continuant, without a division per step: with R_nu = P / Q,
+    // R_{nu-1} = Q / (P + (2 nu / x) Q), so (P, Q) <- (Q, P + (2 nu / x) Q), and the product
+    // of the R's telescopes to Q_0 / Q_m = 1 / Q_m (P_0 = R_N, Q_0 = 1). For x >= 1 each step
+    // grows Q by less than 1 + 2 N / x < 46, so Q stays below 1e37.
+    R p_part = r, q_part = 1.0;
     const R two_over_x = 2.0 / x;
     for (int k = static_cast<int>(max_lane(m)); k >= 1; --k) {
-        const R next = 1.0 / (r + (v + static_cast<double>(k)) * two_over_x);  // R_{v+k-1}
         const auto active = static_cast<double>(k) <= m;  // lanes with fewer steps idle
-        r = select(active, next, r);
-        prod = prod * select(active, next, 1.0);
+        const R next_q = madd(v + static_cast<double>(k), two_over_x * q_part, p_part);
+        p_part = select(active, q_part, p_part);
+        q_part = select(active, next_q, q_part);
     }
-    ratio = r;
-    return d.veta - half_ln_2pi + 0.5 * log(u * u * d.inv_h / (prod * prod));
+    ratio = p_part / q_part;
+    return d.veta - half_ln_2pi + 0.5 * log(u * u * d.inv_h * (q_part * q_part));
 }
 
 /// Hankel's sum sum_k (+-1)^k a_k(v) / x^k (minus for I, plus for K) with a truncation test:
@@ -214,28 +216,30 @@ CURVKIT_HD R gamma_1p_small(R v) {
 }
 
 /// log I_v(x) from the power series, for 0 <= v < debye_min_order and 0 < x < hankel_min_x:
-/// the terms are all positive, and their sum relative to the first, at most I_0(x) < 5e7
-/// there, cannot overflow.
+/// the terms are all positive, and their sum relative to the first is at most I_0(x) < 5e7.
 template <class R>
 CURVKIT_HD R series_log_iv(R v, R x) {
     const R q = 0.25 * x * x;
-    R s = 1.0, t = 1.0;
-    // A lane stops adding once its term falls below rounding, so that its result does not
-    // depend on the lanes beside it. Two terms per division: with d_k = k (v + k),
-    // t_{k+1} = t_{k-1} q / d_k = t_{k-1} (q / (d_k d_{k+1})) d_{k+1}, t_{k+2} = t_{k-1} (...) q.
-    auto active = s > 0.0;
+    // The sum s = 1 + sum_k q^k / D_k, D_k = prod_{j <= k} j (v + j), kept as a fraction N / D
+    // (N_k = N_{k-1} d_k + q^k, D_k = D_{k-1} d_k): no division per term, and two terms per
+    // step, N_{k+1} = N_{k-1} d_k d_{k+1} + q^k (d_{k+1} + q). A lane stops once its last term
+    // q^{k+1} / D_{k+1} falls below rounding relative to s (q^{k+1} <= eps/2 N_{k+1}) and keeps
+    // its N and D, so that its result does not depend on the lanes beside it. For
+    // x < hankel_min_x that takes under 60 terms, where D stays below 1e200.
+    R num = 1.0, den = 1.0, qk = 1.0;
+    auto active = x > 0.0;
     for (int k = 1; k < 1000; k += 2) {
         const double k1 = k, k2 = k + 1;
         const R d1 = k1 * (v + k1), d2 = k2 * (v + k2);
-        const R r = q / (d1 * d2);
-        const R t1 = t * (r * d2);
-        t = t * (r * q);
-        s = s + select(active, t1, 0.0);
-        active = active & (t1 > 0.5 * bessel_eps * s);
-        s = s + select(active, t, 0.0);
-        active = active & (t > 0.5 * bessel_eps * s);
+        const R dd = d1 * d2;
+        const R q1 = qk * q;  // q^k
+        qk = q1 * q;          // q^{k+1}
+        num = select(active, madd(num, dd, q1 * (d2 + q)), num);
+        den = select(active, den * dd, den);
+        active = active & (qk > 0.5 * bessel_eps * num);
         if (!any_lane(active)) break;
     }
+    const R s = num / den;
     // log(x) - log 2, not log(x / 2): x / 2 underflows for the smallest subnormal x.
     const R lead = select(v == 0.0, 0.0, v * (log(x) - ln_2));
     return lead + log(s / gamma_1p_small(v));
