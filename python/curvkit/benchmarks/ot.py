@@ -187,14 +187,20 @@ def bench_large_cpu(quick: bool) -> List[Row]:
                  budget_s=5.0 if quick else 30.0)
 
 
-@benchmark("ot-sns-gpu", "gpu",
-           "entropic OT, point clouds: SNS vs POT sinkhorn_log (CuPy) to L1 error 1e-9")
-def bench_gpu(quick: bool) -> List[Row]:
+def _cupy() -> tuple:
+    """CuPy and a function that waits for its current stream (the GPU benchmarks' clock)."""
     import cupy as cp
 
     def sync() -> None:
         cp.cuda.get_current_stream().synchronize()
 
+    return cp, sync
+
+
+@benchmark("ot-sns-gpu", "gpu",
+           "entropic OT, point clouds: SNS vs POT sinkhorn_log (CuPy) to L1 error 1e-9")
+def bench_gpu(quick: bool) -> List[Row]:
+    cp, sync = _cupy()
     return _rows(_grid(quick), cp, sync, "ot-sns-gpu", cap=100_000,
                  budget_s=5.0 if quick else 30.0)
 
@@ -203,11 +209,7 @@ def bench_gpu(quick: bool) -> List[Row]:
            "entropic OT, 1-D densities (W1, W2) and 28x28 images: SNS vs POT sinkhorn_log "
            "(CuPy) to L1 error 1e-9")
 def bench_hist_gpu(quick: bool) -> List[Row]:
-    import cupy as cp
-
-    def sync() -> None:
-        cp.cuda.get_current_stream().synchronize()
-
+    cp, sync = _cupy()
     return _rows(_histogram_grid(quick), cp, sync, "ot-hist-gpu", cap=100_000,
                  budget_s=5.0 if quick else 30.0)
 
@@ -215,11 +217,7 @@ def bench_hist_gpu(quick: bool) -> List[Row]:
 @benchmark("ot-batch-gpu", "gpu",
            "B = 1024 problems of n = 64 solved together (log-domain Sinkhorn) vs POT looped")
 def bench_batch_gpu(quick: bool) -> List[Row]:
-    import cupy as cp
-
-    def sync() -> None:
-        cp.cuda.get_current_stream().synchronize()
-
+    cp, sync = _cupy()
     B, n, reg = (128 if quick else 1024), 64, 1e-2
     rng = np.random.default_rng(0)
     x, y = rng.random((B, n, 2)), rng.random((B, n, 2))
