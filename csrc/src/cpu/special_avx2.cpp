@@ -1,11 +1,12 @@
-// log I_v(x) and log K_v(x) over arrays, four elements at a time with AVX2 and FMA.
+// log I_v(x) and log K_v(x) over arrays, eight elements at a time with AVX2 and FMA.
 //
-// Each chunk of elements is sorted by route: the uniform expansion (order >= debye_min_order),
-// and for log I at smaller orders the power series (x < 20) and the shifted uniform expansion
-// with the backward ratio recurrence (x >= 20). Those routes run in SIMD lanes on the same
-// templated code as the scalar functions; every other element (small-order log K, zero,
-// infinite, negative or subnormal arguments) takes the scalar routes, compiled here with FMA.
-// This file is built with -mavx2 -mfma and runs only where the CPU has both.
+// Each chunk of elements is sorted into lists by route: the uniform expansion (order >=
+// debye_min_order) in order ranges, and at smaller orders, in ranges of x, the power series
+// and the shifted uniform expansion of log I, Temme's series and Steed's fraction of log K.
+// The lists run in SIMD lanes on the same templated code as the scalar functions; the few
+// other elements (zero, infinite, negative or subnormal arguments, tiny x for small-order
+// K, v > 1e8 x) take the scalar routes, compiled here with FMA. This file is built with
+// -mavx2 -mfma and runs only where the CPU has both (see isa.hpp).
 #include "cpu/special_avx2.hpp"
 
 #if defined(CURVKIT_HAVE_AVX2_KERNELS)
@@ -52,10 +53,10 @@ constexpr idx chunk = 512;
 // The lists of lane elements: the uniform expansion in four order ranges, each range summing
 // the terms its lowest order needs (so that a lane's terms depend on its own order only, and
 // a group's lanes all take the same count), then the small-order routes in ranges of x (their
-// iteration counts grow as x falls or rises, and a group runs as long as its slowest lane):
-// for log I the power series (x < hankel_min_x) and the shifted expansion (x above), for
-// log K Steed's fraction with the Wronskian (temme_max_x <= x < steed_sum_min_x) and with its
-// normalising sum (x above). `scalar` marks the elements left to the scalar routes.
+// iteration counts change with x, and a group runs as long as its slowest lane): for log I
+// the power series (x < hankel_min_x) and the shifted expansion (x above); for log K Temme's
+// series (x < temme_max_x), Steed's fraction with the Wronskian (up to steed_sum_min_x) and
+// with its normalising sum (x above). `scalar` marks the elements left to the scalar routes.
 constexpr int debye_ranges = 4;
 constexpr int x_ranges = 4;
 /// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
