@@ -1,7 +1,8 @@
 // Double lanes in AVX2 registers, with what the templated routes of
-// curvkit/device/log_bessel.hpp need: arithmetic, comparisons to masks, select and lane
-// reductions, fused multiply-add, and sqrt, floor, ceil, log, log1p. Only for translation
-// units compiled with -mavx2 -mfma (see special_avx2.cpp).
+// curvkit/device/log_bessel.hpp and the Box-Muller transform need: arithmetic, comparisons
+// to masks, select and lane reductions, fused multiply-add, and sqrt, rounding, log, log1p,
+// exp, sinh, cosh and sin (each on the domain its comment states). Only for translation units
+// compiled with -mavx2 -mfma (special_avx2.cpp, probes_avx2.cpp).
 #pragma once
 
 #if !defined(__AVX2__) || !defined(__FMA__)

@@ -6,7 +6,7 @@
 
 namespace curvkit::cpu {
 
-/// A 2-D strided layout of the three arrays (strides in elements); 1-D arrays are one row.
+/// A 2-D strided layout of the three arrays (strides in elements); 1-D arrays are one column.
 struct elementwise_layout {
     std::int64_t rows, cols;
     std::int64_t v_row, v_col, x_row, x_col, out_row, out_col;
