@@ -15,10 +15,12 @@
 //     then a forward recurrence in ratio form up to order v.
 // float arguments are evaluated in double and rounded once, which keeps them within an ulp.
 //
-// The uniform expansion and the power series are templates over the number type R: double
-// here and on the device, a SIMD lane type in the vectorised CPU kernels, which supplies its
-// own overloads of madd, select, the lane reductions and the math functions (found by
-// argument-dependent lookup) and calls the routes only inside their fast domains.
+// The routes are templates over the number type R: double here and on the device, a SIMD
+// lane type in the vectorised CPU kernels, which supplies its own overloads of madd, select,
+// the lane reductions and the math functions (found by argument-dependent lookup) and calls
+// the routes only inside their fast domains. Loops over terms run until every lane has
+// converged, and a converged lane keeps its sums, so that a lane's result does not depend on
+// the lanes beside it.
 #pragma once
 
 #include <cmath>
