@@ -388,8 +388,9 @@ CURVKIT_HD R k_recurrence(R u, R n, R x, R& rho) {
 }
 
 /// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, x > temme_max_x: Steed's
-/// fraction at the order |u| <= 1/2 (with its normalising sum where x > steed_sum_min_x, else
-/// with the Wronskian), then the forward recurrence. `with_sum` must be x > steed_sum_min_x.
+/// fraction at the order |u| <= 1/2, K_u from its normalising sum (`with_sum`, for
+/// x > steed_sum_min_x: below, the sum converges too slowly) or from the Wronskian with the
+/// power series of I_u (for x < hankel_min_x), then the forward recurrence.
 template <class R>
 CURVKIT_HD R steed_log_kv(R v, R x, bool with_sum, R& ratio) {
     const R n = floor(v + 0.5);
