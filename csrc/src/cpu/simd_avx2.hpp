@@ -11,6 +11,8 @@
 
 #include <immintrin.h>
 
+#include <initializer_list>
+
 #include <cstdint>
 
 namespace curvkit::cpu::avx2 {
@@ -85,6 +87,7 @@ inline double max_lane(vd x) {
 inline vd madd(vd x, vd y, vd z) {
     return {_mm256_fmadd_pd(x.a, y.a, z.a), _mm256_fmadd_pd(x.b, y.b, z.b)};
 }
+inline vd fma(vd x, vd y, vd z) { return madd(x, y, z); }  // always fused here
 inline vd fabs(vd x) {
     const __m256d sign = _mm256_set1_pd(-0.0);
     return {_mm256_andnot_pd(sign, x.a), _mm256_andnot_pd(sign, x.b)};
@@ -162,34 +165,38 @@ inline __m256d exp_quad(__m256d r) {
 }
 inline vd exp(vd r) { return {exp_quad(r.a), exp_quad(r.b)}; }
 
-/// sinh and cosh for |x| <= 700: from e^x, and by the Taylor series of sinh below |x| = 1,
-/// where e^x - e^-x would cancel.
+/// sinh and cosh for |x| <= 700: from e^x, and below |x| = 1, where e^x - e^-x would cancel
+/// and the exponential's rounding would show, by their Taylor series, summed as
+/// x + x z p(z) and 1 + z q(z) (z = x^2) so that the last step rounds once.
 inline vd sinh(vd x) {
     const vd e = exp(x);
     const vd z = x * x;
-    vd series = 1.0 / 355687428096000.0;  // 1/17!
-    constexpr double inverse_odd_factorials[] = {1.0 / 1307674368000.0, 1.0 / 6227020800.0,
-                                                 1.0 / 39916800.0, 1.0 / 362880.0, 1.0 / 5040.0,
-                                                 1.0 / 120.0, 1.0 / 6.0, 1.0};
-    for (const double c : inverse_odd_factorials) series = madd(series, z, c);
-    return select(fabs(x) < vd(1.0), x * series, 0.5 * (e - 1.0 / e));
+    vd p = 1.0 / 355687428096000.0;  // 1/17!
+    for (const double c : {1.0 / 1307674368000.0, 1.0 / 6227020800.0, 1.0 / 39916800.0,
+                           1.0 / 362880.0, 1.0 / 5040.0, 1.0 / 120.0, 1.0 / 6.0})
+        p = madd(p, z, c);
+    return select(fabs(x) < vd(1.0), madd(x * z, p, x), 0.5 * (e - 1.0 / e));
 }
 inline vd cosh(vd x) {
     const vd e = exp(x);
-    return 0.5 * (e + 1.0 / e);
+    const vd z = x * x;
+    vd q = 1.0 / 6402373705728000.0;  // 1/18!
+    for (const double c : {1.0 / 20922789888000.0, 1.0 / 87178291200.0, 1.0 / 479001600.0,
+                           1.0 / 3628800.0, 1.0 / 40320.0, 1.0 / 720.0, 1.0 / 24.0, 0.5})
+        q = madd(q, z, c);
+    return select(fabs(x) < vd(1.0), madd(z, q, 1.0), 0.5 * (e + 1.0 / e));
 }
 
-/// sin x for |x| <= pi/2 (only), by its Taylor series (the first omitted term below 1e-18).
+/// sin x for |x| <= pi/2 (only), by its Taylor series as x + x z p(z) (the first omitted
+/// term below 1e-18).
 inline vd sin(vd x) {
     const vd z = x * x;
-    vd series = 1.0 / 51090942171709440000.0;  // 1/21!
-    constexpr double signed_inverse_odd_factorials[] = {
-        -1.0 / 121645100408832000.0, 1.0 / 355687428096000.0, -1.0 / 1307674368000.0,
-        1.0 / 6227020800.0,          -1.0 / 39916800.0,       1.0 / 362880.0,
-        -1.0 / 5040.0,               1.0 / 120.0,             -1.0 / 6.0,
-        1.0};
-    for (const double c : signed_inverse_odd_factorials) series = madd(series, z, c);
-    return x * series;
+    vd p = 1.0 / 51090942171709440000.0;  // 1/21!
+    for (const double c : {-1.0 / 121645100408832000.0, 1.0 / 355687428096000.0,
+                           -1.0 / 1307674368000.0, 1.0 / 6227020800.0, -1.0 / 39916800.0,
+                           1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0})
+        p = madd(p, z, c);
+    return madd(x * z, p, x);
 }
 
 /// 1/x to about 12 bits (through single precision; 0 past its range).

@@ -247,6 +247,23 @@ CURVKIT_HD R series_log_iv(R v, R x) {
     return lead + log(s / gamma_1p_small(v));
 }
 
+/// sinh(s) / s: its Taylor series below |s| = 1 (the first omitted term under 1e-17), where
+/// sinh(s) / s would round twice.
+template <class R>
+CURVKIT_HD R sinh_over_x(R s) {
+    const R z = s * s;
+    R series = 1.0 / 355687428096000.0;  // 1/17!
+    series = madd(series, z, 1.0 / 1307674368000.0);
+    series = madd(series, z, 1.0 / 6227020800.0);
+    series = madd(series, z, 1.0 / 39916800.0);
+    series = madd(series, z, 1.0 / 362880.0);
+    series = madd(series, z, 1.0 / 5040.0);
+    series = madd(series, z, 1.0 / 120.0);
+    series = madd(series, z, 1.0 / 6.0);
+    series = madd(series, z, 1.0);
+    return select(fabs(s) < 1.0, series, sinh(s) / s);
+}
+
 /// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, 0 < x <= 2, by Temme's series.
 template <class R>
 CURVKIT_HD void temme_kv(R u, R x, R& log_k, R& ratio) {
@@ -256,8 +273,18 @@ CURVKIT_HD void temme_kv(R u, R x, R& log_k, R& ratio) {
     const R sigma = u * l;
     const R upi = pi_d * u;
     const R upi_over_sin = select(fabs(upi) < 1e-8, 1.0 + upi * upi / 6.0, upi / sin(upi));
-    const R sinh_over = select(fabs(sigma) < 1e-5, 1.0 + sigma * sigma / 6.0, sinh(sigma) / sigma);
-    R f = upi_over_sin * (cosh(sigma) * -odd + sinh_over * l * even);
+    const R sinh_over = sinh_over_x(sigma);
+    // f_0 = (u pi / sin(u pi)) ((sinh(sigma) / sigma) l Gamma_2 + cosh(sigma) Gamma_1): the two
+    // terms cancel by up to 2x for x near 1/2, where log K is near 0 and its error is K's
+    // relative error, so the products and their difference carry their rounding errors
+    // (fused two-products) and round once.
+    const R a1 = sinh_over * l, a1_err = fma(sinh_over, l, -a1);
+    const R a = a1 * even, a_err = fma(a1, even, -a) + a1_err * even;
+    const R ch = cosh(sigma);
+    const R b = ch * odd, b_err = fma(ch, odd, -b);
+    const R diff = a - b, back = diff - a;
+    const R diff_err = (a - (diff - back)) - (b + back);
+    R f = upi_over_sin * (diff + (diff_err + (a_err - b_err)));
     const R e = exp(sigma);
     R p = 0.5 * e / (even + u * odd);    // (x/2)^{-u} Gamma(1 + u) / 2
     R q = 0.5 / (e * (even - u * odd));  // (x/2)^{u} Gamma(1 - u) / 2
