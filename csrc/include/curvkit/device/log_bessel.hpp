@@ -247,6 +247,10 @@ CURVKIT_HD R series_log_iv(R v, R x) {
     return lead + log(s / gamma_1p_small(v));
 }
 
+/// log(2 / x) for x > 0: one rounding, -log(x / 2), where x / 2 is exact; ln 2 - log(x) for
+/// the smallest x, where x / 2 would lose bits or 2 / x overflow.
+CURVKIT_HD double log_two_over(double x) { return x >= 1e-300 ? -log(0.5 * x) : ln_2 - log(x); }
+
 /// sinh(s) / s: its Taylor series below |s| = 1 (the first omitted term under 1e-17), where
 /// sinh(s) / s would round twice.
 template <class R>
@@ -269,7 +273,7 @@ template <class R>
 CURVKIT_HD void temme_kv(R u, R x, R& log_k, R& ratio) {
     R even, odd;  // 1/Gamma(1 +- u) = even +- u odd; Temme's Gamma_1 = -odd, Gamma_2 = even
     inverse_gamma_parts(u * u, even, odd);
-    const R l = ln_2 - log(x);  // log(2 / x) without overflow for subnormal x
+    const R l = log_two_over(x);
     const R sigma = u * l;
     const R upi = pi_d * u;
     const R upi_over_sin = select(fabs(upi) < 1e-8, 1.0 + upi * upi / 6.0, upi / sin(upi));
