@@ -52,7 +52,6 @@ CURVKIT_HD double select(bool m, double a, double b) { return m ? a : b; }
 CURVKIT_HD bool any_lane(bool m) { return m; }
 CURVKIT_HD bool and_not(bool a, bool b) { return a && !b; }
 CURVKIT_HD double max_lane(double a) { return a; }
-CURVKIT_HD double min_lane(double a) { return a; }
 
 /// asinh(v / x) for v, x > 0 given h = hypot(v, x), also where v / x overflows:
 /// asinh(w) = log(w + sqrt(1 + w^2)) = log((v + h) / x).
