@@ -528,7 +528,9 @@ def test_gpu_semantics():
     v = cp.linspace(0, 100, 12).reshape(3, 4)
     out = cp.empty((3, 4))
     assert special.log_iv(v, 2.0, out=out) is out
-    assert np.array_equal(to_host(out), special.log_iv(to_host(v), 2.0))
+    # Same GPU kernel with and without out=; the CPU kernels round differently (vector libm).
+    assert np.array_equal(to_host(out), to_host(special.log_iv(v, 2.0)))
+    np.testing.assert_allclose(to_host(out), special.log_iv(to_host(v), 2.0), rtol=1e-14)
     r = special.log_kv(cp.float64(2.0), cp.asarray(3.0))
     assert isinstance(r, cp.ndarray)
     with pytest.raises(TypeError):
@@ -539,7 +541,7 @@ def test_gpu_semantics():
     with s:
         a = special.log_iv(v, v)
     s.synchronize()
-    assert np.array_equal(to_host(a), special.log_iv(to_host(v), to_host(v)))
+    assert np.array_equal(to_host(a), to_host(special.log_iv(v, v)))
 
 
 @pytest.mark.gpu
