@@ -1,5 +1,6 @@
-// CUDA entropic transport kernels: the log-domain Sinkhorn half step (a warp per row), the
-// plan's marginals, cost and counts (2-D tiles) and the CSR gather of its large entries.
+// CUDA entropic transport kernels: the log-domain Sinkhorn half step (a warp per row), whole
+// Sinkhorn solves of batched small problems (a block per problem), the plan's marginals, cost
+// and counts (2-D tiles) and the CSR gather of its large entries.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -66,6 +67,103 @@ __global__ void __launch_bounds__(block_size)
             if (error != nullptr) atomicAdd(error + r / n, fabs(current - w[r]));
             u[r] = reg * (log(w[r]) - lse);
         }
+    }
+}
+
+template <class T>
+__device__ __forceinline__ T warp_max(T x) {
+    for (int o = 16; o > 0; o >>= 1) x = fmax(x, __shfl_xor_sync(full_mask, x, o));
+    return x;
+}
+
+// log sum_k exp((w_k - c[k * stride]) * inv) over a line of `len` entries, the warp's lanes
+// striding it: a max sweep, then the sum shifted by the max (one exp per entry, none per
+// shuffle). Every lane returns the result.
+template <class T>
+__device__ T line_lse(const T* c, i64 stride, const T* w, i64 len, T inv, int lane) {
+    T mx = -static_cast<T>(INFINITY);
+    for (i64 k = lane; k < len; k += 32) mx = fmax(mx, (w[k] - c[k * stride]) * inv);
+    mx = warp_max(mx);
+    if (!(mx > -static_cast<T>(INFINITY))) return mx;
+    T s = 0;
+    for (i64 k = lane; k < len; k += 32) s += exp((w[k] - c[k * stride]) * inv - mx);
+    return mx + log(warp_sum(s));
+}
+
+// Whole Sinkhorn solves, a block per problem (grid-stride over the batch): potentials, log
+// marginals and the rows' log-sum-exps stay in shared memory, and so does the cost matrix when
+// `staged` (rows padded to the odd stride m + 1, so that the column sweep's lanes fall in
+// distinct banks); otherwise rows stream from M and columns from MT. A problem stops on its
+// own error, and the whole loop runs without the host.
+template <class T, bool staged>
+__global__ void __launch_bounds__(block_size)
+    sinkhorn_batch(i64 batch, i64 n, i64 m, const T* __restrict__ M, const T* __restrict__ MT,
+                   const T* __restrict__ a, const T* __restrict__ b, T reg, i64 maxiter, T tol,
+                   i64 check_every, T* __restrict__ f, T* __restrict__ g,
+                   i64* __restrict__ iterations, T* __restrict__ error) {
+    extern __shared__ __align__(16) unsigned char shared_bytes[];
+    T* const sf = reinterpret_cast<T*>(shared_bytes);
+    T* const sg = sf + n;
+    T* const log_a = sg + m;
+    T* const log_b = log_a + n;
+    T* const lse = log_b + m;
+    T* const partial = lse + n;
+    T* const tile = partial + warps_per_block;
+    const i64 ts = m + 1;
+    const int t = static_cast<int>(threadIdx.x), lane = t % 32, warp = t / 32;
+    const T inv = T(1) / reg;
+    for (i64 k = blockIdx.x; k < batch; k += gridDim.x) {
+        const T* mk = M + k * n * m;
+        const T* mtk = MT + k * m * n;
+        const T* ak = a + k * n;
+        for (i64 i = t; i < n; i += block_size) {
+            sf[i] = f[k * n + i];
+            log_a[i] = log(ak[i]);
+        }
+        for (i64 j = t; j < m; j += block_size) {
+            sg[j] = g[k * m + j];
+            log_b[j] = log(b[k * m + j]);
+        }
+        if (staged)
+            for (i64 e = t; e < n * m; e += block_size) tile[(e / m) * ts + e % m] = mk[e];
+        __syncthreads();
+        T err = static_cast<T>(INFINITY);
+        i64 it = 0;
+        for (; it < maxiter; ++it) {
+            for (i64 i = warp; i < n; i += warps_per_block) {
+                const T l = staged ? line_lse(tile + i * ts, 1, sg, m, inv, lane)
+                                   : line_lse(mk + i * m, 1, sg, m, inv, lane);
+                if (lane == 0) lse[i] = l;
+            }
+            __syncthreads();
+            if ((it + 1) % check_every == 0 || it + 1 == maxiter) {
+                T e = 0;
+                for (i64 i = t; i < n; i += block_size)
+                    e += fabs(exp(sf[i] * inv + lse[i]) - ak[i]);
+                e = warp_sum(e);
+                if (lane == 0) partial[warp] = e;
+                __syncthreads();
+                e = 0;
+                for (int w = 0; w < warps_per_block; ++w) e += partial[w];  // one order for all
+                err = e;
+                if (e <= tol || !isfinite(e)) break;  // the same decision in every thread
+            }
+            for (i64 i = t; i < n; i += block_size) sf[i] = reg * (log_a[i] - lse[i]);
+            __syncthreads();
+            for (i64 j = warp; j < m; j += warps_per_block) {
+                const T l = staged ? line_lse(tile + j, ts, sf, n, inv, lane)
+                                   : line_lse(mtk + j * n, 1, sf, n, inv, lane);
+                if (lane == 0) sg[j] = reg * (log_b[j] - l);
+            }
+            __syncthreads();
+        }
+        for (i64 i = t; i < n; i += block_size) f[k * n + i] = sf[i];
+        for (i64 j = t; j < m; j += block_size) g[k * m + j] = sg[j];
+        if (t == 0) {
+            iterations[k] = it;
+            error[k] = err;
+        }
+        __syncthreads();  // the shared arrays are refilled for the next problem
     }
 }
 
@@ -177,6 +275,38 @@ void ot_lse_update(i64 batch, i64 n, i64 m, const T* K, const T* v, const T* w, 
 }
 
 template <class T>
+void ot_sinkhorn_batch(i64 batch, i64 n, i64 m, const T* M, const T* MT, const T* a, const T* b,
+                       T reg, i64 maxiter, T tol, i64 check_every, T* f, T* g, i64* iterations,
+                       T* error, void* stream) {
+    if (batch == 0) return;
+    const auto s = static_cast<cudaStream_t>(stream);
+    int device = 0, most = 0;
+    cuda_check(cudaGetDevice(&device), "ot_sinkhorn_batch: device");
+    cuda_check(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+               "ot_sinkhorn_batch: shared memory size");
+    const double vectors = static_cast<double>(3 * n + 2 * m + warps_per_block) * sizeof(T);
+    const double with_tile = vectors + static_cast<double>(n) * (m + 1) * sizeof(T);
+    const unsigned grid = static_cast<unsigned>(batch < max_blocks ? batch : max_blocks);
+    auto run = [&](auto kernel, double bytes) {
+        const auto size = static_cast<std::size_t>(bytes);
+        cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(size)),
+                   "ot_sinkhorn_batch: shared memory size");
+        kernel<<<grid, block_size, size, s>>>(batch, n, m, M, MT, a, b, reg, maxiter, tol,
+                                              check_every, f, g, iterations, error);
+        cuda_check_launch("ot_sinkhorn_batch");
+    };
+    if (with_tile <= most)
+        run(sinkhorn_batch<T, true>, with_tile);
+    else if (vectors <= most)
+        run(sinkhorn_batch<T, false>, vectors);
+    else
+        throw curvkit::error(status::invalid_value,
+                             "ot_sinkhorn_batch: the potentials of one problem exceed a block's "
+                             "shared memory; solve it with ot_lse_update");
+}
+
+template <class T>
 void ot_plan_sums(i64 n, i64 m, const T* M, const T* f, const T* g, T reg, T threshold,
                   T* row_sum, T* col_sum, T* cost, i64* row_count, void* stream) {
     const auto s = static_cast<cudaStream_t>(stream);
@@ -213,6 +343,8 @@ void ot_plan_gather(i64 n, i64 m, const T* M, const T* f, const T* g, T reg, T t
 #define CURVKIT_OT_CUDA(T)                                                                        \
     template void ot_lse_update(i64, i64, i64, const T*, const T*, const T*, T, T*, T*, T*,      \
                                 void*);                                                           \
+    template void ot_sinkhorn_batch(i64, i64, i64, const T*, const T*, const T*, const T*, T, i64, \
+                                    T, i64, T*, T*, i64*, T*, void*);                             \
     template void ot_plan_sums(i64, i64, const T*, const T*, const T*, T, T, T*, T*, T*, i64*,   \
                                void*);                                                            \
     template void ot_plan_gather(i64, i64, const T*, const T*, const T*, T, T, const i64*,       \

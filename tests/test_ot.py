@@ -399,6 +399,52 @@ def test_batched(xp, method):
         assert res.marginal_error[k] <= 1e-9
 
 
+def _mixed_batch(n=24, m=18, B=6):
+    """Problems of different difficulty (reg relative to their cost ranges), zero-mass entries
+    in one of them."""
+    probs = [clouds(n, m, d=2, uniform=False, seed=40 + k) for k in range(B)]
+    a = np.stack([p[0] for p in probs])
+    b = np.stack([p[1] for p in probs])
+    M = np.stack([p[2] * (1 + k / 2) for k, p in enumerate(probs)])
+    a[1, :3] = 0
+    a[1] /= a[1].sum()
+    return a, b, M
+
+
+def test_batch_problems_stop_on_their_own_error(xp, monkeypatch):
+    """Whole-batch solves in one call: each problem stops at its own error, and the plans agree
+    with the batch of host-driven half steps and with one-at-a-time solves."""
+    a, b, M = _mixed_batch()
+    reg = 2e-2
+    fused = ot.sinkhorn_potentials(xp.asarray(a), xp.asarray(b), xp.asarray(M), reg,
+                                   method="sinkhorn", numItermax=50_000)
+    assert bool(np.all(fused.converged)) and np.all(fused.marginal_error <= 1e-9)
+    monkeypatch.setattr(ot, "_FUSED_MAX_SIZE", 0)
+    stepped = ot.sinkhorn_potentials(xp.asarray(a), xp.asarray(b), xp.asarray(M), reg,
+                                     method="sinkhorn", numItermax=50_000)
+    # The stepped batch runs every problem as long as the slowest one needs.
+    assert fused.iterations["sinkhorn"] == stepped.iterations["sinkhorn"]
+    P = to_host(fused.plan())
+    np.testing.assert_allclose(P, to_host(stepped.plan()), atol=1e-9)
+    for k in range(len(a)):
+        with np.errstate(divide="ignore"):  # log of the zero-mass entries
+            _, _, ref = reference(a[k], b[k], M[k], reg)
+        np.testing.assert_allclose(P[k], ref, atol=1e-9)
+
+
+def test_batch_iteration_cap_and_checks():
+    a, b, M = _mixed_batch()
+    res = ot.sinkhorn_potentials(a, b, M, 1e-2, method="sinkhorn", numItermax=7)
+    assert res.iterations["sinkhorn"] == 7 and not bool(np.all(res.converged))
+    with pytest.raises(ValueError, match="check_every"):
+        ot.sinkhorn_potentials(a, b, M, 1e-2, method="sinkhorn", check_every=0)
+    # Checking every 5 iterations stops within 5 iterations past the first converged check.
+    every = ot.sinkhorn_potentials(a, b, M, 2e-2, method="sinkhorn", check_every=5)
+    each = ot.sinkhorn_potentials(a, b, M, 2e-2, method="sinkhorn")
+    assert every.iterations["sinkhorn"] % 5 == 0
+    assert 0 <= every.iterations["sinkhorn"] - each.iterations["sinkhorn"] < 5
+
+
 def test_float32_sinkhorn_stays_float32(xp):
     a, b, M = clouds(40, 30, seed=13)
     a32, b32, M32 = (xp.asarray(v, dtype=np.float32) for v in (a, b, M))
@@ -542,6 +588,25 @@ def test_gpu_batched_many_small():
                                  method="sinkhorn")
     assert bool(np.all(gpu.converged))
     np.testing.assert_allclose(to_host(gpu.plan()), cpu.plan(), atol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(24, 18), (40, 1000)])  # cost in shared memory, or not
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gpu_batch_matches_cpu(shape, dtype):
+    import cupy as cp
+
+    n, m = shape
+    a, b, M = _mixed_batch(n, m, B=5)
+    a, b, M = (x.astype(dtype) for x in (a, b, M))
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    cpu = ot.sinkhorn_potentials(a, b, M, 2e-2, method="sinkhorn", stopThr=tol)
+    gpu = ot.sinkhorn_potentials(cp.asarray(a), cp.asarray(b), cp.asarray(M), 2e-2,
+                                 method="sinkhorn", stopThr=tol)
+    assert gpu.f.dtype == dtype
+    assert abs(gpu.iterations["sinkhorn"] - cpu.iterations["sinkhorn"]) <= 1
+    np.testing.assert_allclose(to_host(gpu.plan()), cpu.plan(),
+                               atol=1e-9 if dtype == np.float64 else 2e-5)
 
 
 def test_mixing_host_and_device_is_a_type_error():

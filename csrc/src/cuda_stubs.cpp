@@ -146,6 +146,12 @@ void ot_lse_update(std::int64_t, std::int64_t, std::int64_t, const T*, const T*,
     no_cuda();
 }
 template <class T>
+void ot_sinkhorn_batch(std::int64_t, std::int64_t, std::int64_t, const T*, const T*, const T*,
+                       const T*, T, std::int64_t, T, std::int64_t, T*, T*, std::int64_t*, T*,
+                       void*) {
+    no_cuda();
+}
+template <class T>
 void ot_plan_sums(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T, T*, T*, T*,
                   std::int64_t*, void*) {
     no_cuda();
@@ -159,6 +165,9 @@ void ot_plan_gather(std::int64_t, std::int64_t, const T*, const T*, const T*, T,
 #define CURVKIT_OT_STUBS(T)                                                                       \
     template void ot_lse_update(std::int64_t, std::int64_t, std::int64_t, const T*, const T*,    \
                                 const T*, T, T*, T*, T*, void*);                                  \
+    template void ot_sinkhorn_batch(std::int64_t, std::int64_t, std::int64_t, const T*,         \
+                                    const T*, const T*, const T*, T, std::int64_t, T,             \
+                                    std::int64_t, T*, T*, std::int64_t*, T*, void*);              \
     template void ot_plan_sums(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T,   \
                                T*, T*, T*, std::int64_t*, void*);                                 \
     template void ot_plan_gather(std::int64_t, std::int64_t, const T*, const T*, const T*, T, T, \

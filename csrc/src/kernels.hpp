@@ -131,6 +131,11 @@ void special_function(special_fn f, const block_ref<const T>& v, const block_ref
 template <class T>
 void ot_lse_update(std::int64_t batch, std::int64_t n, std::int64_t m, const T* K, const T* v,
                    const T* w, T reg, T* u, T* marginal, T* error);
+/// Whole log-domain Sinkhorn solves of `batch` stacked problems (see curvkit/ot.hpp).
+template <class T>
+void ot_sinkhorn_batch(std::int64_t batch, std::int64_t n, std::int64_t m, const T* M,
+                       const T* MT, const T* a, const T* b, T reg, std::int64_t maxiter, T tol,
+                       std::int64_t check_every, T* f, T* g, std::int64_t* iterations, T* error);
 /// Row and column sums, cost and per-row counts above threshold of exp((f + g - M) / reg);
 /// cost and row_count may be null.
 template <class T>
@@ -208,6 +213,11 @@ void special_function(special_fn f, const block_ref<const T>& v, const block_ref
 template <class T>
 void ot_lse_update(std::int64_t batch, std::int64_t n, std::int64_t m, const T* K, const T* v,
                    const T* w, T reg, T* u, T* marginal, T* error, void* stream);
+template <class T>
+void ot_sinkhorn_batch(std::int64_t batch, std::int64_t n, std::int64_t m, const T* M,
+                       const T* MT, const T* a, const T* b, T reg, std::int64_t maxiter, T tol,
+                       std::int64_t check_every, T* f, T* g, std::int64_t* iterations, T* error,
+                       void* stream);
 template <class T>
 void ot_plan_sums(std::int64_t n, std::int64_t m, const T* M, const T* f, const T* g, T reg,
                   T threshold, T* row_sum, T* col_sum, T* cost, std::int64_t* row_count,

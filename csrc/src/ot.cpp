@@ -84,6 +84,49 @@ void ot_lse_update(const dense_view& K, const dense_view& v, const dense_view& w
     });
 }
 
+void ot_sinkhorn_batch(const dense_view& M, const dense_view& MT, const dense_view& a,
+                       const dense_view& b, double reg, std::int64_t batch, std::int64_t maxiter,
+                       double tol, std::int64_t check_every, const dense_view& f,
+                       const dense_view& g, const dense_view& iterations,
+                       const dense_view& error, void* stream) {
+    check_matrix(M, "M");
+    check_reg(reg);
+    if (batch < 1 || M.rows % batch != 0)
+        fail(status::invalid_value, "batch must be positive and divide the rows of M");
+    if (maxiter < 0) fail(status::invalid_value, "maxiter must be >= 0");
+    if (check_every < 1) fail(status::invalid_value, "check_every must be >= 1");
+    if (std::isnan(tol)) fail(status::invalid_value, "tol must not be NaN");
+    const std::int64_t n = M.rows / batch, m = M.cols;
+    check_array(MT, M, M.dtype, "MT", batch * m * n);
+    if (MT.ndim != 2 || MT.rows != batch * m)
+        fail(status::invalid_value, "MT must be (batch * m, n), got " + shape_of(MT));
+    check_array(a, M, M.dtype, "a", batch * n);
+    check_array(b, M, M.dtype, "b", batch * m);
+    check_array(f, M, M.dtype, "f", batch * n);
+    check_array(g, M, M.dtype, "g", batch * m);
+    check_array(iterations, M, scalar_type::i64, "iterations", batch);
+    check_array(error, M, M.dtype, "error", batch);
+    with_value_type(M.dtype, [&](auto vt) {
+        using T = typename decltype(vt)::type;
+        const auto* mm = static_cast<const T*>(M.data);
+        const auto* mt = static_cast<const T*>(MT.data);
+        const auto* aa = static_cast<const T*>(a.data);
+        const auto* bb = static_cast<const T*>(b.data);
+        auto* ff = static_cast<T*>(f.data);
+        auto* gg = static_cast<T*>(g.data);
+        auto* its = static_cast<std::int64_t*>(iterations.data);
+        auto* err = static_cast<T*>(error.data);
+        if (M.device == device_kind::cpu) {
+            cpu::ot_sinkhorn_batch(batch, n, m, mm, mt, aa, bb, T(reg), maxiter, T(tol),
+                                   check_every, ff, gg, its, err);
+        } else {
+            cuda::device_guard guard(M.device_id);
+            cuda::ot_sinkhorn_batch(batch, n, m, mm, mt, aa, bb, T(reg), maxiter, T(tol),
+                                    check_every, ff, gg, its, err, stream);
+        }
+    });
+}
+
 void ot_plan_sums(const dense_view& M, const dense_view& f, const dense_view& g, double reg,
                   double threshold, const dense_view& row_sum, const dense_view& col_sum,
                   const dense_view* cost, const dense_view* row_count, void* stream) {

@@ -345,6 +345,25 @@ PYBIND11_MODULE(_core, m) {
         py::arg("K"), py::arg("v"), py::arg("w"), py::arg("reg"), py::arg("batch"), py::arg("u"),
         py::arg("marginal"), py::arg("error"), py::arg("device_id"), py::arg("stream"));
     m.def(
+        "ot_sinkhorn_batch",
+        [](py::handle M, py::handle MT, py::handle a, py::handle b, double reg,
+           std::int64_t batch, std::int64_t maxiter, double tol, std::int64_t check_every,
+           py::handle f, py::handle g, py::handle iterations, py::handle error, int device_id,
+           std::uintptr_t stream) {
+            const auto mv = view_of(M, device_id, false), tv = view_of(MT, device_id, false);
+            const auto av = view_of(a, device_id, false), bv = view_of(b, device_id, false);
+            const auto fv = view_of(f, device_id, true), gv = view_of(g, device_id, true);
+            const auto iv = view_of(iterations, device_id, true);
+            const auto ev = view_of(error, device_id, true);
+            py::gil_scoped_release release;
+            curvkit::ot_sinkhorn_batch(mv, tv, av, bv, reg, batch, maxiter, tol, check_every, fv,
+                                       gv, iv, ev, reinterpret_cast<void*>(stream));
+        },
+        py::arg("M"), py::arg("MT"), py::arg("a"), py::arg("b"), py::arg("reg"),
+        py::arg("batch"), py::arg("maxiter"), py::arg("tol"), py::arg("check_every"),
+        py::arg("f"), py::arg("g"), py::arg("iterations"), py::arg("error"),
+        py::arg("device_id"), py::arg("stream"));
+    m.def(
         "ot_plan_sums",
         [optional_view](py::handle M, py::handle f, py::handle g, double reg, double threshold,
                         py::handle row_sum, py::handle col_sum, py::object cost,

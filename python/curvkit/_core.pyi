@@ -17,6 +17,10 @@ def ot_lse_update(
     K: Any, v: Any, w: Any, reg: float, batch: int, u: Any, marginal: Any, error: Any,
     device_id: int, stream: int,
 ) -> None: ...
+def ot_sinkhorn_batch(
+    M: Any, MT: Any, a: Any, b: Any, reg: float, batch: int, maxiter: int, tol: float,
+    check_every: int, f: Any, g: Any, iterations: Any, error: Any, device_id: int, stream: int,
+) -> None: ...
 def ot_plan_sums(
     M: Any, f: Any, g: Any, reg: float, threshold: float, row_sum: Any, col_sum: Any,
     cost: Any, row_count: Any, device_id: int, stream: int,

@@ -258,6 +258,19 @@ class _Kernels:
         _core.ot_lse_update(self.MT, f, b, reg, self.batch, g, None, None, self.dev, self.stream)
         self.passes += 1
 
+    def sinkhorn_batch(self, f: Any, g: Any, a: Any, b: Any, reg: float, maxiter: int,
+                       tol: float, check_every: int) -> int:
+        """Every problem of the batch solved in one call, each stopping on its own error;
+        returns the most iterations any problem ran."""
+        xp = self.xp
+        its = xp.empty(self.batch, np.int64)
+        err = xp.empty(self.batch, f.dtype)
+        _core.ot_sinkhorn_batch(self.M, self.MT, a, b, reg, self.batch, maxiter, tol,
+                                check_every, f, g, its, err, self.dev, self.stream)
+        most = int(its.max())
+        self.passes += 2 * most
+        return most
+
     def sums(self, f: Any, g: Any, reg: float, threshold: float, counts: Any = None) -> tuple:
         xp = self.xp
         r, c, cost = xp.empty(self.n, f.dtype), xp.empty(self.m, f.dtype), xp.empty(1, f.dtype)
@@ -608,7 +621,8 @@ def sinkhorn_potentials(
         SNS: ratio between the regularisations of consecutive continuation stages.
     check_every : int, optional
         Sinkhorn iterations between error checks (1 on the CPU, 10 on a GPU, where each check
-        reads a scalar back).
+        reads a scalar back; 1 for batches of problems with n, m <= 1024 solved by
+        ``method='sinkhorn'``, which run whole on the device and check there).
     stream : cupy.cuda.Stream or int, optional
         GPU stream; default CuPy's current stream.
 
@@ -630,7 +644,9 @@ def sinkhorn_potentials(
     if not stopThr >= 0:
         raise ValueError(f"stopThr must be non-negative, got {stopThr}")
     if check_every is None:
-        check_every = 1 if xp is np else 10
+        check_every = 1 if xp is np or _fused_batch(batched, method, M) else 10
+    elif check_every < 1:
+        raise ValueError(f"check_every must be >= 1, got {check_every}")
     dev = _arrays.device_id(xp, M)
     gpu = xp is not np
     if gpu and not _core.with_cuda():
@@ -766,6 +782,15 @@ def _solve_one(xp: ModuleType, a: Any, b: Any, M: Any, dtype: np.dtype, reg: flo
     )
 
 
+# Batches of problems up to this size run whole Sinkhorn solves in one call (a GPU block per
+# problem); larger ones alternate whole-batch half steps from the host.
+_FUSED_MAX_SIZE = 1024
+
+
+def _fused_batch(batched: bool, method: str, M: Any) -> bool:
+    return batched and method == "sinkhorn" and max(M.shape[-2:]) <= _FUSED_MAX_SIZE
+
+
 def _solve_batch(xp: ModuleType, a: Any, b: Any, M: Any, dtype: np.dtype, reg: float,
                  method: str, numItermax: int, stopThr: float, warmstart: Any, n_warmup: int,
                  switch_error: float, density: float, cg_rtol: float,
@@ -800,8 +825,12 @@ def _solve_batch(xp: ModuleType, a: Any, b: Any, M: Any, dtype: np.dtype, reg: f
     f, g = f.reshape(B * n), g.reshape(B * m)
     K = _Kernels(xp, M, dtype, B, stream)
     history: list = []
-    its, _ = _sinkhorn_phase(K, f, g, a.reshape(B * n), b.reshape(B * m), reg, numItermax,
-                             stopThr, check_every, history)
+    if _fused_batch(True, method, M):
+        its = K.sinkhorn_batch(f, g, a.reshape(B * n), b.reshape(B * m), reg, numItermax,
+                               stopThr, check_every)
+    else:
+        its, _ = _sinkhorn_phase(K, f, g, a.reshape(B * n), b.reshape(B * m), reg, numItermax,
+                                 stopThr, check_every, history)
     f, g = f.reshape(B, n), g.reshape(B, m)
     Md = K.M.reshape(B, n, m)
     # Statistics of a batch in one pass of array operations (per-problem sums).

@@ -32,6 +32,28 @@ CURVKIT_API void ot_lse_update(const dense_view& K, const dense_view& v, const d
                                const dense_view* marginal, const dense_view* error,
                                void* stream = nullptr);
 
+/// @brief Log-domain Sinkhorn on `batch` stacked problems, each run to its own stopping
+/// point in one call (on a GPU one block per problem, with its cost matrix in shared memory
+/// where it fits): meant for many small problems.
+///
+/// Per problem, up to maxiter iterations of a row half step (f) and a column half step (g).
+/// Every check_every-th row step, and the last, first measures the L1 marginal error of the
+/// current potentials (the column marginals are exact after a column step); the problem stops
+/// there, without that step, when the error is <= tol or not finite.
+/// @param M, MT      (batch * n, m) and (batch * m, n): the problems and their transposes,
+///                   C-contiguous, float32 or float64
+/// @param a, b       (batch * n,), (batch * m,) marginals
+/// @param f, g       (batch * n,), (batch * m,) potentials, updated in place
+/// @param iterations (batch,) int64 output: the iterations each problem ran
+/// @param error      (batch,) output: each problem's last measured error (+inf if none)
+/// @param stream     cudaStream_t for CUDA data; asynchronous with respect to the host
+CURVKIT_API void ot_sinkhorn_batch(const dense_view& M, const dense_view& MT, const dense_view& a,
+                                   const dense_view& b, double reg, std::int64_t batch,
+                                   std::int64_t maxiter, double tol, std::int64_t check_every,
+                                   const dense_view& f, const dense_view& g,
+                                   const dense_view& iterations, const dense_view& error,
+                                   void* stream = nullptr);
+
 /// @brief Marginals, transport cost and large-entry counts of P = exp((f + g^T - M) / reg).
 ///
 /// One pass over M: row_sum = P 1, col_sum = P^T 1, cost = <P, M> (a (1,) array) and

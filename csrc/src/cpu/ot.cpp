@@ -150,6 +150,45 @@ void ot_lse_update(idx batch, idx n, idx m, const T* K, const T* v, const T* w, 
 }
 
 template <class T>
+void ot_sinkhorn_batch(idx batch, idx n, idx m, const T* M, const T* MT, const T* a, const T* b,
+                       T reg, idx maxiter, T tol, idx check_every, T* f, T* g, idx* iterations,
+                       T* error) {
+    const T inv = T(1) / reg;
+    // A problem per thread: its matrix stays in the core's cache for all its iterations, and
+    // it stops on its own error, not the batch's worst.
+#pragma omp parallel if (use_threads(batch * n * m))
+    {
+        std::vector<T> lse(static_cast<std::size_t>(n));
+#pragma omp for schedule(dynamic)
+        for (idx k = 0; k < batch; ++k) {
+            const T* mk = M + k * n * m;
+            const T* mtk = MT + k * m * n;
+            const T* ak = a + k * n;
+            const T* bk = b + k * m;
+            T* fk = f + k * n;
+            T* gk = g + k * m;
+            T err = std::numeric_limits<T>::infinity();
+            idx it = 0;
+            for (; it < maxiter; ++it) {
+                for (idx i = 0; i < n; ++i) lse[i] = row_lse(mk + i * m, gk, inv, m);
+                if ((it + 1) % check_every == 0 || it + 1 == maxiter) {
+                    T e = 0;
+                    for (idx i = 0; i < n; ++i)
+                        e += std::abs(std::exp(fk[i] * inv + lse[i]) - ak[i]);
+                    err = e;
+                    if (e <= tol || !std::isfinite(e)) break;
+                }
+                for (idx i = 0; i < n; ++i) fk[i] = reg * (std::log(ak[i]) - lse[i]);
+                for (idx j = 0; j < m; ++j)
+                    gk[j] = reg * (std::log(bk[j]) - row_lse(mtk + j * n, fk, inv, n));
+            }
+            iterations[k] = it;
+            error[k] = err;
+        }
+    }
+}
+
+template <class T>
 void ot_plan_sums(idx n, idx m, const T* M, const T* f, const T* g, T reg, T threshold,
                   T* row_sum, T* col_sum, T* cost, idx* row_count) {
     const T inv = T(1) / reg;
@@ -202,6 +241,8 @@ void ot_plan_gather(idx n, idx m, const T* M, const T* f, const T* g, T reg, T t
 
 #define CURVKIT_OT_CPU(T)                                                                         \
     template void ot_lse_update(idx, idx, idx, const T*, const T*, const T*, T, T*, T*, T*);    \
+    template void ot_sinkhorn_batch(idx, idx, idx, const T*, const T*, const T*, const T*, T, idx, \
+                                    T, idx, T*, T*, idx*, T*);                                    \
     template void ot_plan_sums(idx, idx, const T*, const T*, const T*, T, T, T*, T*, T*, idx*);  \
     template void ot_plan_gather(idx, idx, const T*, const T*, const T*, T, T, const idx*,       \
                                  const idx*, idx, idx*, T*);
