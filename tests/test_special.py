@@ -89,6 +89,38 @@ def test_log_bessel_float64_within_4_scaled_ulps(name):
     assert rel.max() <= 4.0
 
 
+def _temme_region_points():
+    """log K at small order and 0 < x <= 1/2 (Temme's series and the forward recurrence),
+    where log K is near 0 and its error is K's relative error: random points with their
+    mpmath references, weighted towards 1/4 <= x <= 1/2 and v < 3."""
+    import mpmath as mp
+
+    rng = np.random.default_rng(7)
+    vs, xs = [], []
+    # (largest v, x range, x log-uniform)
+    for v_max, x_lo, x_hi, log_x in [(3, 0.25, 0.5, False), (3, 0.05, 0.5, False),
+                                     (20, 0.05, 0.5, False), (3, 1e-6, 0.5, True)]:
+        vs.append(rng.uniform(0, v_max, 750))
+        xs.append(np.exp(rng.uniform(math.log(x_lo), math.log(x_hi), 750)) if log_x
+                  else rng.uniform(x_lo, x_hi, 750))
+    v, x = np.concatenate(vs), np.concatenate(xs)
+    with mp.workdps(40):
+        r = np.array([float(mp.log(mp.besselk(mp.mpf(a), mp.mpf(b)))) for a, b in zip(v, x)])
+    return v, x, r
+
+
+def _check_temme_region(points):
+    v, x, r = points
+    err = _scaled_ulps(special.log_kv(v, x), r, v, x)
+    i = np.argmax(err)
+    assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+
+
+def test_log_kv_small_order_small_x_random_points():
+    pytest.importorskip("mpmath")
+    _check_temme_region(_temme_region_points())
+
+
 def test_iv_ratio_and_log_derivatives_float64():
     v, x = REF["v"], REF["x"]
     ratio = special.iv_ratio(v, x)
@@ -284,6 +316,9 @@ def test_portable_kernels_within_4_scaled_ulps():
         "    got = getattr(special, name)(t.REF['v'], t.REF['x'])\n"
         "    err = t._scaled_ulps(got, t.REF[name], t.REF['v'], t.REF['x']).max()\n"
         "    assert err <= 4, (name, err)\n"
+        "import importlib.util\n"
+        "if importlib.util.find_spec('mpmath'):\n"
+        "    t._check_temme_region(t._temme_region_points())\n"
         "t.test_wronskian_on_mixed_routes(0)\n"
         "t.test_results_do_not_depend_on_neighbours_or_layout()\n"
         "print('ok')\n" % os.path.dirname(__file__))

@@ -120,6 +120,13 @@ def main() -> None:
               "CURVKIT_HD void inverse_gamma_parts(R u2, R& even, R& odd) {",
               f"    even = {horner(list(reversed(cs[0::2])), 'u2')};",
               f"    odd = {horner(list(reversed(cs[1::2])), 'u2')};",
+              "}", "",
+              "/// The same parts less their constant terms, even - 1 and odd - gamma (Euler's",
+              "/// constant): small quantities with errors relative to themselves.",
+              "template <class R>",
+              "CURVKIT_HD void inverse_gamma_tails(R u2, R& even_tail, R& odd_tail) {",
+              f"    even_tail = {horner(list(reversed(cs[2::2])), 'u2')} * u2;",
+              f"    odd_tail = {horner(list(reversed(cs[3::2])), 'u2')} * u2;",
               "}", ""]
     lines += ["}  // namespace detail", "}  // namespace CURVKIT_ISA_NAMESPACE",
               "}  // namespace curvkit::device", ""]

@@ -32,8 +32,10 @@ inline vd debye_hypot(vd v, vd x) { return sqrt(madd(v, v, x * x)); }
 // x >= temme_min_x_lanes, where each ratio is below 2 (debye_min_order + 1) / x < 5e11 and
 // 22 of them stay below 1e258.
 inline void multiply_ratio(vd& mant, vd&, vd rho, vm on) { mant = select(on, mant * rho, mant); }
-// Temme's lanes only see x >= temme_min_x_lanes, where x / 2 is exact.
-inline vd log_two_over(vd x) { return -log(0.5 * x); }
+// Temme's lanes only see x >= temme_min_x_lanes, where the product's error is representable.
+inline vd log_two_over_minus_gamma(vd x) {
+    return device::detail::log_two_over_minus_gamma_product(x);
+}
 inline vd asinh_ratio(vd v, vd x, vd h) {
     // asinh(w) = log1p(w + w^2 / (1 + sqrt(1 + w^2))), w = v / x, sqrt(1 + w^2) = h / x:
     // the argument is v (x + h + v) / (x (x + h)), one division.

@@ -38,6 +38,11 @@ constexpr double pi_d = 3.14159265358979323846;
 constexpr double half_ln_2pi = 0.91893853320467274178;      // log(2 pi) / 2
 constexpr double half_ln_pi_over_2 = 0.22579135264472743236;  // log(pi / 2) / 2
 constexpr double ln_2_over_pi = -0.45158270528945486473;      // log(2 / pi)
+constexpr double euler_gamma = 0.57721566490153286061;
+constexpr double euler_gamma_lo = -4.942915152430645e-18;     // gamma - euler_gamma
+constexpr double half_exp_gamma = 0.890536208995099;          // e^gamma / 2
+constexpr double half_exp_gamma_lo = -6.379012009918789e-18;  // e^gamma / 2 - half_exp_gamma
+constexpr double ln_2_minus_gamma = 0.11593151565841244881;   // log(2) - gamma
 // Hankel's expansion is tried from here on: the exponentially small part it omits from I is
 // e^{-2x} relative, below 5e-18 at x = 20.
 constexpr double hankel_min_x = 20.0;
@@ -246,54 +251,108 @@ CURVKIT_HD R series_log_iv(R v, R x) {
     return lead + log(s / gamma_1p_small(v));
 }
 
-/// log(2 / x) for x > 0: one rounding, -log(x / 2), where x / 2 is exact; ln 2 - log(x) for
-/// the smallest x, where x / 2 would lose bits or 2 / x overflow.
-CURVKIT_HD double log_two_over(double x) { return x >= 1e-300 ? -log(0.5 * x) : ln_2 - log(x); }
-
-/// sinh(s) / s: its Taylor series below |s| = 1 (the first omitted term under 1e-17), where
-/// sinh(s) / s would round twice.
+/// log(2 / x) - gamma = -log(x e^gamma / 2) for x > 0, rounded once: log(2 / x) and Euler's
+/// gamma cancel by up to 2x for x near 1/2. The logarithm is of t = x e^gamma / 2 rounded,
+/// corrected by t's rounding error (a fused two-product, with the constant's own error)
+/// relative to t; for the smallest x, where that error would not be representable,
+/// log(2 e^-gamma) - log(x).
 template <class R>
-CURVKIT_HD R sinh_over_x(R s) {
-    const R z = s * s;
-    R series = 1.0 / 355687428096000.0;  // 1/17!
-    series = madd(series, z, 1.0 / 1307674368000.0);
-    series = madd(series, z, 1.0 / 6227020800.0);
-    series = madd(series, z, 1.0 / 39916800.0);
-    series = madd(series, z, 1.0 / 362880.0);
-    series = madd(series, z, 1.0 / 5040.0);
-    series = madd(series, z, 1.0 / 120.0);
-    series = madd(series, z, 1.0 / 6.0);
-    series = madd(series, z, 1.0);
-    return select(fabs(s) < 1.0, series, sinh(s) / s);
+CURVKIT_HD R log_two_over_minus_gamma_product(R x) {
+    const R t = x * half_exp_gamma;
+    return -log(t) - (fma(x, half_exp_gamma, -t) + x * half_exp_gamma_lo) / t;
+}
+CURVKIT_HD double log_two_over_minus_gamma(double x) {
+    return x >= 1e-300 ? log_two_over_minus_gamma_product(x) : ln_2_minus_gamma - log(x);
 }
 
-/// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, 0 < x <= 2, by Temme's series.
+/// sinh(s) / s - 1 and cosh(s) - 1 given e = e^s: below |s| = 2 by their Taylor series (the
+/// first omitted terms under 2e-17 of them), small parts that a leading 1 would round away
+/// and that e's rounding would show in; above, from e.
 template <class R>
-CURVKIT_HD void temme_kv(R u, R x, R& log_k, R& ratio) {
-    R even, odd;  // 1/Gamma(1 +- u) = even +- u odd; Temme's Gamma_1 = -odd, Gamma_2 = even
-    inverse_gamma_parts(u * u, even, odd);
-    const R l = log_two_over(x);
+CURVKIT_HD void sinh_cosh_tails(R s, R e, R& sh, R& ch) {
+    const R z = s * s;
+    R ps = 1.0 / 25852016738884976640000.0;  // 1/23!
+    ps = madd(ps, z, 1.0 / 51090942171709440000.0);
+    ps = madd(ps, z, 1.0 / 121645100408832000.0);
+    ps = madd(ps, z, 1.0 / 355687428096000.0);
+    ps = madd(ps, z, 1.0 / 1307674368000.0);
+    ps = madd(ps, z, 1.0 / 6227020800.0);
+    ps = madd(ps, z, 1.0 / 39916800.0);
+    ps = madd(ps, z, 1.0 / 362880.0);
+    ps = madd(ps, z, 1.0 / 5040.0);
+    ps = madd(ps, z, 1.0 / 120.0);
+    ps = madd(ps, z, 1.0 / 6.0);
+    R pc = 1.0 / 1124000727777607680000.0;  // 1/22!
+    pc = madd(pc, z, 1.0 / 2432902008176640000.0);
+    pc = madd(pc, z, 1.0 / 6402373705728000.0);
+    pc = madd(pc, z, 1.0 / 20922789888000.0);
+    pc = madd(pc, z, 1.0 / 87178291200.0);
+    pc = madd(pc, z, 1.0 / 479001600.0);
+    pc = madd(pc, z, 1.0 / 3628800.0);
+    pc = madd(pc, z, 1.0 / 40320.0);
+    pc = madd(pc, z, 1.0 / 720.0);
+    pc = madd(pc, z, 1.0 / 24.0);
+    pc = madd(pc, z, 1.0 / 2.0);
+    const auto small = fabs(s) < 2.0;
+    const R inv_e = 1.0 / e;
+    sh = select(small, z * ps, 0.5 * (e - inv_e) / s - 1.0);
+    ch = select(small, z * pc, 0.5 * (e + inv_e) - 1.0);
+}
+
+/// K_u(x) and (x / 2) K_{u+1}(x) for |u| <= 1/2, 0 < x <= temme_max_x, by Temme's series.
+/// Near x = 1/2, log K is near 0 and its error is K's relative error: the leading terms of
+/// both sums carry their main rounding errors to the end (in f_lo and p_lo), and the later
+/// terms are summed apart from them.
+template <class R>
+CURVKIT_HD void temme_kv(R u, R x, R& k0, R& k1) {
+    // 1/Gamma(1 +- u) = 1 + even_t +- u odd, odd = gamma + odd_t (Temme's Gamma_2 = 1 + even_t,
+    // Gamma_1 = -odd).
+    R even_t, odd_t;
+    inverse_gamma_tails(u * u, even_t, odd_t);
+    const R odd = euler_gamma + odd_t;
+    const R lg = log_two_over_minus_gamma(x);
+    // l = log(2 / x) and its rounding error (lg >= gamma for x <= 0.63).
+    const R l = lg + euler_gamma;
+    const R l_lo = (euler_gamma - (l - lg)) + euler_gamma_lo;
     const R sigma = u * l;
+    const R sigma_lo = fma(u, l, -sigma) + u * l_lo;
+    const R e = exp(sigma);
+    R sh, ch;
+    sinh_cosh_tails(sigma, e, sh, ch);
+    // f_0 = (u pi / sin(u pi)) ((1 + even_t) (1 + sh) l - odd (1 + ch))
+    //     = (u pi / sin(u pi)) (lg + small), small = l t - odd_t - odd ch,
+    // t = even_t + sh + even_t sh: where the two products of the first form cancel (x near
+    // 1/2), lg has one rounding and the small parts errors relative to themselves; the sum and
+    // the product keep their rounding errors (a two-sum, a fused two-product).
+    const R t = madd(even_t, sh, even_t + sh);
+    const R small = madd(l, t, -odd_t) - odd * ch;
+    const R bracket = lg + small;
+    const R bv = bracket - lg;
+    const R bracket_lo = (lg - (bracket - bv)) + (small - bv);
     const R upi = pi_d * u;
     const R upi_over_sin = select(fabs(upi) < 1e-8, 1.0 + upi * upi / 6.0, upi / sin(upi));
-    const R sinh_over = sinh_over_x(sigma);
-    // f_0 = (u pi / sin(u pi)) ((sinh(sigma) / sigma) l Gamma_2 + cosh(sigma) Gamma_1): the two
-    // terms cancel by up to 2x for x near 1/2, where log K is near 0 and its error is K's
-    // relative error, so the products and their difference carry their rounding errors
-    // (fused two-products) and round once.
-    const R a1 = sinh_over * l, a1_err = fma(sinh_over, l, -a1);
-    const R a = a1 * even, a_err = fma(a1, even, -a) + a1_err * even;
-    const R ch = cosh(sigma);
-    const R b = ch * odd, b_err = fma(ch, odd, -b);
-    const R diff = a - b, back = diff - a;
-    const R diff_err = (a - (diff - back)) - (b + back);
-    R f = upi_over_sin * (diff + (diff_err + (a_err - b_err)));
-    const R e = exp(sigma);
-    R p = 0.5 * e / (even + u * odd);    // (x/2)^{-u} Gamma(1 + u) / 2
-    R q = 0.5 / (e * (even - u * odd));  // (x/2)^{u} Gamma(1 - u) / 2
+    R f = upi_over_sin * bracket;
+    const R f_lo = fma(upi_over_sin, bracket, -f) + upi_over_sin * bracket_lo;
+    // p_0 = (x/2)^-u Gamma(1 + u) / 2 = e / (2 den_p) and q_0 = 1 / (2 e den_q), with
+    // den_p, den_q = 1/Gamma(1 +- u). The second sum is p_0 less up to 2/5 of it, which
+    // amplifies p_0's error: the division's rounding (the fused residual), den_p's and
+    // sigma's go to p_lo, and den_p den_q = sin(u pi) / (u pi) gives 1 / den_p without another
+    // division.
+    const R d_p = madd(u, odd, even_t);
+    const R den_p = 1.0 + d_p;
+    const R den_p_lo = (1.0 - den_p) + d_p;
+    const R den_q = 1.0 + madd(-u, odd, even_t);
+    const R p_hi = e / den_p;
+    const R p_lo =
+        0.5 * ((fma(-p_hi, den_p, e) + e * sigma_lo - p_hi * den_p_lo) * (den_q * upi_over_sin));
+    R p = 0.5 * p_hi;
+    R q = 0.5 / (e * den_q);
+    const R f0 = f, p0 = p;
     const R y = 0.25 * x * x;
     R c = 1.0;
-    R sum_k = f, sum_k1 = p;  // K_u and (x/2) K_{u+1}
+    // The terms past the leading ones (K_u and (x/2) K_{u+1}): added to a sum of the leading
+    // term's size, each would round at that size.
+    R tail_k = 0.0, tail_k1 = 0.0;
     auto active = x > 0.0;   // a lane keeps its sums once both have converged
     for (int k = 1; k < 500; ++k) {
         const double kd = k;
@@ -302,14 +361,14 @@ CURVKIT_HD void temme_kv(R u, R x, R& log_k, R& ratio) {
         q = q / (kd + u);
         c = c * (y / kd);
         const R dk = c * f, dk1 = c * (p - kd * f);
-        sum_k = select(active, sum_k + dk, sum_k);
-        sum_k1 = select(active, sum_k1 + dk1, sum_k1);
-        active = and_not(active, (fabs(dk) <= 0.5 * bessel_eps * fabs(sum_k)) &
-                                     (fabs(dk1) <= 0.5 * bessel_eps * fabs(sum_k1)));
+        tail_k = select(active, tail_k + dk, tail_k);
+        tail_k1 = select(active, tail_k1 + dk1, tail_k1);
+        active = and_not(active, (fabs(dk) <= 0.5 * bessel_eps * fabs(f0 + tail_k)) &
+                                     (fabs(dk1) <= 0.5 * bessel_eps * fabs(p0 + tail_k1)));
         if (!any_lane(active)) break;
     }
-    log_k = log(sum_k);
-    ratio = (2.0 / x) * (sum_k1 / sum_k);
+    k0 = f0 + (tail_k + f_lo);
+    k1 = p0 + (tail_k1 + p_lo);
 }
 
 /// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, x > 2, by Steed's evaluation of the
@@ -402,16 +461,17 @@ CURVKIT_HD void multiply_ratio(double& mant, double& expo, double rho, bool on) 
 }
 
 /// The forward recurrence of the ratios rho_j = K_{u+j+1} / K_{u+j} (stable for K) over the
-/// n steps from order u to v = u + n: returns log(rho_0 ... rho_{n-1}) = log(K_v / K_u) and
-/// leaves K_{v+1} / K_v in rho. Every ratio is >= 1, so the product only grows.
+/// n steps from order u to v = u + n: returns log(rho_s ... rho_{n-1}) = log(K_v / K_{u+s}),
+/// s = skip (0, or 1 where the caller has K_{u+1}), and leaves K_{v+1} / K_v in rho, which
+/// holds rho_0 on entry. Every ratio is >= 1, so the product only grows.
 template <class R>
-CURVKIT_HD R k_recurrence(R u, R n, R x, R& rho) {
+CURVKIT_HD R k_recurrence(R u, R n, R x, R& rho, R skip = R(0.0)) {
     R mant = 1.0, expo = 0.0;
     const R two_over_x = 2.0 / x;
     const int most = static_cast<int>(max_lane(n));
     for (int j = 1; j <= most; ++j) {
         const auto on = static_cast<double>(j) <= n;  // lanes with fewer steps idle
-        multiply_ratio(mant, expo, rho, on);
+        multiply_ratio(mant, expo, rho, and_not(on, static_cast<double>(j) <= skip));
         rho = select(on, 1.0 / rho + (u + static_cast<double>(j)) * two_over_x, rho);
     }
     return log(mant) + expo * ln_2;
@@ -439,9 +499,16 @@ template <class R>
 CURVKIT_HD R temme_log_kv(R v, R x, R& ratio) {
     const R n = floor(v + 0.5);
     const R u = v - n;
-    R log_k, rho;
-    temme_kv(u, x, log_k, rho);
-    log_k = log_k + k_recurrence(u, n, x, rho);
+    R k0, k1;  // K_u and (x / 2) K_{u+1}
+    temme_kv(u, x, k0, k1);
+    R rho = (2.0 / x) * (k1 / k0);
+    // Where v >= u + 1 the recurrence starts from log K_{u+1} = log(k1 / (x / 2)), which
+    // carries k1's error alone; log K_u + log(K_{u+1} / K_u) would add the roundings of the
+    // ratio and of a second logarithm. Below x = 1e-150, where k1 / (x / 2) (up to
+    // (x / 2)^-1.5) could overflow, log K is large and those roundings do not show.
+    const auto up = and_not(n >= 1.0, x < 1e-150);
+    const R log_k = log(select(up, k1 / (0.5 * x), k0)) +
+                    k_recurrence(u, n, x, rho, select(up, R(1.0), R(0.0)));
     ratio = rho;
     return log_k;
 }

@@ -160,6 +160,14 @@ CURVKIT_HD void inverse_gamma_parts(R u2, R& even, R& odd) {
     odd = madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(-1.1812593016974588e-16, u2, -5.348122539423018e-15), u2, 5.100370287454476e-13), u2, 7.782263439905071e-12), u2, -1.18127457048702e-09), u2, 6.116095104481416e-09), u2, 1.133027231981696e-06), u2, -2.013485478078824e-05), u2, -0.00021524167411495098), u2, 0.0072189432466631), u2, -0.04219773455554433), u2, -0.04200263503409524), u2, 0.5772156649015329);
 }
 
+/// The same parts less their constant terms, even - 1 and odd - gamma (Euler's
+/// constant): small quantities with errors relative to themselves.
+template <class R>
+CURVKIT_HD void inverse_gamma_tails(R u2, R& even_tail, R& odd_tail) {
+    even_tail = madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(1.2267786282382608e-15, u2, -2.0583260535665066e-14), u2, -3.696805618642206e-12), u2, 1.0434267116911005e-10), u2, 5.002007644469223e-09), u2, -2.056338416977607e-07), u2, -1.2504934821426706e-06), u2, 0.0001280502823881162), u2, -0.0011651675918590652), u2, -0.009621971527876973), u2, 0.16653861138229148), u2, -0.6558780715202539) * u2;
+    odd_tail = madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(madd(-1.1812593016974588e-16, u2, -5.348122539423018e-15), u2, 5.100370287454476e-13), u2, 7.782263439905071e-12), u2, -1.18127457048702e-09), u2, 6.116095104481416e-09), u2, 1.133027231981696e-06), u2, -2.013485478078824e-05), u2, -0.00021524167411495098), u2, 0.0072189432466631), u2, -0.04219773455554433), u2, -0.04200263503409524) * u2;
+}
+
 }  // namespace detail
 }  // namespace CURVKIT_ISA_NAMESPACE
 }  // namespace curvkit::device
