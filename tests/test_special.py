@@ -109,16 +109,26 @@ def _temme_region_points():
     return v, x, r
 
 
-def _check_temme_region(points):
+def _check_temme_region(points, xp=np):
+    # The target is 4; these points reach 2 since the sums carry their rounding errors (they
+    # reached 3.25 before), so 3 also guards against losing that.
     v, x, r = points
-    err = _scaled_ulps(special.log_kv(v, x), r, v, x)
+    err = _scaled_ulps(to_host(special.log_kv(xp.asarray(v), xp.asarray(x))), r, v, x)
     i = np.argmax(err)
-    assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+    assert err.max() <= 3.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
 
 
 def test_log_kv_small_order_small_x_random_points():
     pytest.importorskip("mpmath")
     _check_temme_region(_temme_region_points())
+
+
+@pytest.mark.gpu
+def test_gpu_log_kv_small_order_small_x_random_points():
+    import cupy as cp
+
+    pytest.importorskip("mpmath")
+    _check_temme_region(_temme_region_points(), cp)
 
 
 def test_iv_ratio_and_log_derivatives_float64():
