@@ -266,9 +266,8 @@ def test_two_level_preconditioner_cuts_cg(monkeypatch, sparse_lu):
     np.testing.assert_allclose(two.plan(), jac.plan(), atol=1e-10)
 
 
-def test_two_level_preconditioner_is_spd(monkeypatch):
-    """M^-1 = D^-1 + Z E^-1 Z^T from a sparse Newton matrix (upper storage, as SNS builds it)
-    is symmetric positive definite, and the sparse-LU and dense coarse solvers agree."""
+def _small_newton_matrix():
+    """A sparse Newton matrix of the dual in upper storage, as SNS builds it, and its diagonal."""
     rng = np.random.default_rng(1)
     n, m = 12, 10
     P = np.where(rng.random((n, m)) < 0.25, rng.uniform(0.01, 1.0, (n, m)), 0.0)
@@ -288,6 +287,13 @@ def test_two_level_preconditioner_is_spd(monkeypatch):
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n + m))])
     H = curvkit.CSRMatrix(indptr, np.array(cols, np.int64), np.array(vals), (n + m, n + m),
                           symmetric="upper")
+    return H, diag, n, m
+
+
+def test_two_level_preconditioner_is_spd(monkeypatch):
+    """M^-1 = D^-1 + Z E^-1 Z^T is symmetric positive definite, and the sparse-LU and dense
+    coarse solvers agree."""
+    H, diag, n, m = _small_newton_matrix()
     inverses = []
     for sparse in (True, False):
         monkeypatch.setattr(ot, "_sparse_lu_available", lambda: sparse)
@@ -588,6 +594,35 @@ def test_gpu_batched_many_small():
                                  method="sinkhorn")
     assert bool(np.all(gpu.converged))
     np.testing.assert_allclose(to_host(gpu.plan()), cpu.plan(), atol=1e-9)
+
+
+@pytest.mark.gpu
+def test_gpu_two_level_preconditioner_matches_cpu():
+    import cupy as cp
+
+    H, diag, n, m = _small_newton_matrix()
+    Hd = curvkit.CSRMatrix(cp.asarray(H.indptr), cp.asarray(H.indices), cp.asarray(H.data),
+                           H.shape, symmetric="upper")
+    cpu, gpu = ot._TwoLevel(H, diag, n), ot._TwoLevel(Hd, cp.asarray(diag), n)
+    assert gpu.count == cpu.count > 0
+    r = np.random.default_rng(2).standard_normal(n + m)
+    out = gpu(cp.asarray(r))
+    assert isinstance(out, cp.ndarray)
+    np.testing.assert_allclose(to_host(out), cpu(r), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.gpu
+def test_gpu_sns_two_level_matches_cpu():
+    """5-D clouds at reg 1e-4, where the GPU's Newton solves also take the coarse correction."""
+    import cupy as cp
+
+    a, b, M = clouds(200, d=5, seed=0)
+    cpu = ot.sinkhorn_potentials(a, b, M, 1e-4, stopThr=1e-10)
+    gpu = ot.sinkhorn_potentials(cp.asarray(a), cp.asarray(b), cp.asarray(M), 1e-4,
+                                 stopThr=1e-10)
+    assert cpu.converged and gpu.converged
+    assert gpu.cg_iterations <= 2 * cpu.cg_iterations
+    np.testing.assert_allclose(to_host(gpu.plan()), cpu.plan(), atol=1e-10)
 
 
 @pytest.mark.gpu

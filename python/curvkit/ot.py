@@ -41,7 +41,7 @@ _STEP_CAP = 30.0
 # Relative diagonal shift of the Newton system: this factor times the L1 marginal error (at
 # least 1e-9), a Levenberg-Marquardt damping that vanishes as the error does.
 _SHIFT_PER_ERROR = 1e-2
-# CPU: CG iterations with Jacobi alone before the two-level preconditioner takes over (most
+# CG iterations with Jacobi alone before the two-level preconditioner takes over (most
 # systems need 20-300; those of weakly linked clusters need 10^4 and more).
 _JACOBI_FIRST = 200
 # Aggregates: components of the kept links with P_ij / sqrt(d_i d_j) above the first of these
@@ -337,7 +337,7 @@ def _components(size: int, u: np.ndarray, v: np.ndarray) -> tuple:
 
 
 class _TwoLevel:
-    """Jacobi plus a coarse correction for the Newton system of the dual (NumPy only).
+    """Jacobi plus a coarse correction for the Newton system of the dual.
 
     ``M^-1 v = v / diag + Z E^-1 Z^T v``: each column of ``Z`` is +1 on the rows and -1 on the
     columns of one aggregate (a connected component of the kept plan's strong links), the
@@ -345,14 +345,19 @@ class _TwoLevel:
     the Hessian's near-null space when the plan splits into weakly linked clusters, which
     Jacobi-preconditioned CG resolves only over thousands of iterations. ``E = Z^T H Z`` is the
     aggregates' Laplacian (one entry per kept link between aggregates), factorised once per
-    Newton system.
+    Newton system. For CuPy arrays the aggregation and the Jacobi part run on the device and
+    only the aggregates' vector (of ``count`` entries) crosses to the host for the factorised
+    solve.
     """
 
-    def __init__(self, H: CSRMatrix, diag: np.ndarray, n: int) -> None:
+    def __init__(self, H: CSRMatrix, diag: Any, n: int) -> None:
         size = H.shape[0]
         sparse = _sparse_lu_available()
         max_coarse = size if sparse else _MAX_COARSE_DENSE
-        indptr, indices, values = (np.asarray(x) for x in (H.indptr, H.indices, H.data))
+        self.xp = np if isinstance(H.data, np.ndarray) else _arrays.asarray(H.data)[0]
+        host = (lambda x: x) if self.xp is np else (lambda x: x.get())
+        indptr, indices, values = (host(x) for x in (H.indptr, H.indices, H.data))
+        diag = host(diag)
         rows = np.repeat(np.arange(size), np.diff(indptr))
         off = rows != indices  # the kept plan entries (upper storage: row i, column n + j)
         i, j, p = rows[off], indices[off], values[off]
@@ -384,12 +389,14 @@ class _TwoLevel:
         if self.coarse_solve is None:
             return  # not numerically definite: Jacobi alone
         self.count = count
-        self.agg, self.sign, self.inv_diag = agg, sign, 1.0 / diag
+        xp = self.xp
+        self.agg, self.sign, self.inv_diag = (xp.asarray(x) for x in (agg, sign, 1.0 / diag))
 
-    def __call__(self, r: np.ndarray) -> np.ndarray:
-        coarse = self.coarse_solve(
-            np.bincount(self.agg, weights=self.sign * r, minlength=self.count))
-        return self.inv_diag * r + self.sign * coarse[self.agg]
+    def __call__(self, r: Any) -> Any:
+        xp = self.xp
+        folded = xp.bincount(self.agg, weights=self.sign * r, minlength=self.count)
+        coarse = self.coarse_solve(folded if xp is np else folded.get())
+        return self.inv_diag * r + self.sign * xp.asarray(coarse)[self.agg]
 
 
 def _sparse_lu_available() -> bool:
@@ -508,9 +515,9 @@ def _newton_phase(K: _Kernels, f: Any, g: Any, a: Any, b: Any, reg: float, maxit
         # superlinear while sparing CG the last digits early on.
         rtol = min(cg_rtol, max(1e-10, 0.1 * math.sqrt(s.err)))
         maxiter = 20 * (n + m)
-        # Jacobi first (its loop runs in the kernels); on the CPU a stalled solve goes on from
-        # where it stopped with the coarse correction, applied from Python each iteration.
-        first = maxiter if xp is not np else min(maxiter, _JACOBI_FIRST)
+        # Jacobi first (its loop runs in the kernels); a stalled solve goes on from where it
+        # stopped with the coarse correction, applied from Python each iteration.
+        first = min(maxiter, _JACOBI_FIRST)
         res = cg_solve(H, reg * grad, rtol=rtol, M=1 / diag, maxiter=first,
                        history=False, check_finite=False)
         cg_its += int(res.iterations)
