@@ -158,15 +158,17 @@ void ot_sinkhorn_batch(idx batch, idx n, idx m, const T* M, const T* MT, const T
     // it stops on its own error, not the batch's worst.
 #pragma omp parallel if (use_threads(batch * n * m))
     {
-        std::vector<T> lse(static_cast<std::size_t>(n));
+        std::vector<T> lse(static_cast<std::size_t>(n)), log_a(lse.size()),
+            log_b(static_cast<std::size_t>(m));
 #pragma omp for schedule(dynamic)
         for (idx k = 0; k < batch; ++k) {
             const T* mk = M + k * n * m;
             const T* mtk = MT + k * m * n;
             const T* ak = a + k * n;
-            const T* bk = b + k * m;
             T* fk = f + k * n;
             T* gk = g + k * m;
+            for (idx i = 0; i < n; ++i) log_a[i] = std::log(ak[i]);
+            for (idx j = 0; j < m; ++j) log_b[j] = std::log(b[k * m + j]);
             T err = std::numeric_limits<T>::infinity();
             idx it = 0;
             for (; it < maxiter; ++it) {
@@ -178,9 +180,9 @@ void ot_sinkhorn_batch(idx batch, idx n, idx m, const T* M, const T* MT, const T
                     err = e;
                     if (e <= tol || !std::isfinite(e)) break;
                 }
-                for (idx i = 0; i < n; ++i) fk[i] = reg * (std::log(ak[i]) - lse[i]);
+                for (idx i = 0; i < n; ++i) fk[i] = reg * (log_a[i] - lse[i]);
                 for (idx j = 0; j < m; ++j)
-                    gk[j] = reg * (std::log(bk[j]) - row_lse(mtk + j * n, fk, inv, n));
+                    gk[j] = reg * (log_b[j] - row_lse(mtk + j * n, fk, inv, n));
             }
             iterations[k] = it;
             error[k] = err;
