@@ -70,7 +70,7 @@ void accumulate_probe_products(const block_ref<const T>& Z, const block_ref<cons
 }
 
 /// fill_gaussian with the vector Box-Muller transform: per row, the uniforms of up to 256
-/// pairs at a time from Philox, then the transform eight pairs at a time.
+/// pairs at a time from Philox, then the transform box_muller_lanes pairs at a time.
 template <class T>
 void fill_gaussian_avx2(const block_ref<T>& Z, std::uint64_t seed, idx first_probe) {
     constexpr int block = 256;
@@ -84,7 +84,7 @@ void fill_gaussian_avx2(const block_ref<T>& Z, std::uint64_t seed, idx first_pro
             for (int j = 0; j < pairs; ++j)
                 device::gaussian_uniforms(seed, static_cast<std::uint64_t>(i),
                                           static_cast<std::uint64_t>(p0 + j), u0[j], u1[j]);
-            const int padded = (pairs + 7) / 8 * 8;
+            const int padded = (pairs + box_muller_lanes - 1) / box_muller_lanes * box_muller_lanes;
             for (int j = pairs; j < padded; ++j) u0[j] = 1.0, u1[j] = 0.0;
             box_muller_avx2(u0, u1, g0, g1, padded);
             for (int j = 0; j < pairs; ++j) {

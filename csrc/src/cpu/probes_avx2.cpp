@@ -1,4 +1,4 @@
-// The Box-Muller transform of the Gaussian probes, eight pairs at a time with AVX2 and FMA
+// The Box-Muller transform of the Gaussian probes, sixteen pairs at a time with AVX2 and FMA
 // (the uniforms come from Philox in probes.cpp). Built with -mavx2 -mfma and run only where
 // the CPU has both; the results match the scalar transform to an ulp or two.
 #include "cpu/probes_avx2.hpp"
@@ -42,6 +42,8 @@ void cos_sin(vd theta, vd& c, vd& s) {
 }
 
 }  // namespace
+
+static_assert(box_muller_lanes == avx2::lanes);
 
 void box_muller_avx2(const double* u0, const double* u1, double* g0, double* g1, int n) {
     for (int i = 0; i < n; i += avx2::lanes) {

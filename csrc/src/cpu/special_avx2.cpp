@@ -1,4 +1,4 @@
-// log I_v(x) and log K_v(x) over arrays, eight elements at a time with AVX2 and FMA.
+// log I_v(x) and log K_v(x) over arrays, sixteen elements at a time with AVX2 and FMA.
 //
 // Each chunk of elements is sorted into lists by route: the uniform expansion (order >=
 // debye_min_order) in order ranges, and at smaller orders, in ranges of x, the power series
@@ -17,6 +17,9 @@
 #  include <algorithm>
 #  include <cmath>
 #  include <cstdint>
+#  include <memory>
+#  include <type_traits>
+#  include <utility>
 
 #  include "cpu/simd_avx2.hpp"
 #  include "cpu/threads.hpp"
@@ -27,16 +30,18 @@ namespace avx2 {
 
 // The two scalar helpers of the uniform expansion whose branches guard ranges the vector
 // routes never see (orders and arguments below 1e150, v <= 1e8 x).
-inline vd debye_hypot(vd v, vd x) { return sqrt(madd(v, v, x * x)); }
+CURVKIT_SIMD_INLINE vd debye_hypot(vd v, vd x) { return sqrt(madd(v, v, x * x)); }
 // The product of the K recurrence needs no renormalisation in the lanes: they only see
 // x >= temme_min_x_lanes, where each ratio is below 2 (debye_min_order + 1) / x < 5e11 and
 // 22 of them stay below 1e258.
-inline void multiply_ratio(vd& mant, vd&, vd rho, vm on) { mant = select(on, mant * rho, mant); }
+CURVKIT_SIMD_INLINE void multiply_ratio(vd& mant, vd&, vd rho, vm on) {
+    mant = select(on, mant * rho, mant);
+}
 // Temme's lanes only see x >= temme_min_x_lanes, where the product's error is representable.
-inline vd log_two_over_minus_gamma(vd x) {
+CURVKIT_SIMD_INLINE vd log_two_over_minus_gamma(vd x) {
     return device::detail::log_two_over_minus_gamma_product(x);
 }
-inline vd asinh_ratio(vd v, vd x, vd h) {
+CURVKIT_SIMD_INLINE vd asinh_ratio(vd v, vd x, vd h) {
     // asinh(w) = log1p(w + w^2 / (1 + sqrt(1 + w^2))), w = v / x, sqrt(1 + w^2) = h / x:
     // the argument is v (x + h + v) / (x (x + h)), one division.
     const vd xh = x + h;
@@ -49,74 +54,117 @@ namespace {
 
 using idx = std::int64_t;
 using avx2::vd;
-using avx2::vm;
 namespace math = curvkit::device::detail;
 
-constexpr idx chunk = 512;
+constexpr int chunk = 2048;
+constexpr int lanes = avx2::lanes;
 
-// The lists of lane elements: the uniform expansion in four order ranges, each range summing
-// the terms its lowest order needs (so that a lane's terms depend on its own order only, and
-// a group's lanes all take the same count), then the small-order routes in ranges of x (their
-// iteration counts change with x, and a group runs as long as its slowest lane): for log I
-// the power series (x < hankel_min_x) and the shifted expansion (x above); for log K Temme's
-// series (x < temme_max_x), Steed's fraction with the Wronskian (up to wronskian_max_x) and
-// with its normalising sum (x above). `scalar` marks the elements left to the scalar routes.
-constexpr int debye_ranges = 4;
-constexpr int x_ranges = 4;
+// Each element gets a route key, and a counting sort makes each key's elements contiguous,
+// so that every lane group runs one route with lanes of similar cost. Keys:
+//   [0, debye_keys): the uniform expansion with key + 1 terms, the count its order needs
+//     (debye_terms_log), so that a lane's result depends on its own order only;
+//   [small_keys, small_keys + x_ranges): the small-order routes by range of x (their
+//     iteration counts change with x, and a group runs as long as its slowest lane): for
+//     log I the power series (up to hankel_min_x, three ranges) and the shifted expansion;
+//     for log K Temme's series (up to temme_max_x), Steed's fraction with the Wronskian (up
+//     to wronskian_max_x, three ranges) and with its normalising sum (three ranges);
+//   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
+//     subnormal arguments, tiny x for small-order K, v > 1e8 x), left to the scalar routes.
+constexpr int debye_keys = 14;  // debye_terms_log(debye_min_order)
+static_assert(math::debye_terms_log(math::debye_min_order) == debye_keys);
+constexpr int x_ranges = 7;
+constexpr int small_keys = debye_keys;
+constexpr int scalar_key = small_keys + x_ranges;
+constexpr int keys = scalar_key + 1;
+
 /// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
 constexpr double temme_min_x_lanes = 1e-10;
 /// Up to this x the lanes take K from the Wronskian rather than from Steed's normalising sum
 /// (the scalar route switches at steed_sum_min_x): the sum converges slowly below it, and
 /// the Wronskian's terms are all positive (1.2-1.6x faster for x in [2, 6), as accurate).
 constexpr double wronskian_max_x = 6.0;
-enum list_id : int {
-    small_low = debye_ranges,       // x_ranges lists
-    small_high = small_low + x_ranges,  // x_ranges lists
-    scalar = small_high + x_ranges,
-    lane_lists = scalar
-};
-
-/// Lowest order of each range: debye_min_order, then the orders from which 11, 8 and 5
-/// terms suffice.
-constexpr double range_start[debye_ranges] = {
-    math::debye_min_order, math::debye_terms_log_orders[4], math::debye_terms_log_orders[7],
-    math::debye_terms_log_orders[10]};
 
 constexpr double inf = __builtin_inf();
-/// x ranges [edge[i], edge[i + 1]) of the small-order lists, for log I and for log K.
-/// For log K the first low range is Temme's series, the others Steed's fraction.
-constexpr double low_edges[2][x_ranges + 1] = {
-    {0.0, 1.5, 6.0, math::hankel_min_x, math::hankel_min_x},
-    {temme_min_x_lanes, math::temme_max_x, 1.0, 2.5, wronskian_max_x}};
-constexpr double high_edges[2][x_ranges + 1] = {
-    {math::hankel_min_x, inf, inf, inf, inf}, {wronskian_max_x, 10.0, 20.0, inf, inf}};
+/// The edges of the small-order x ranges: range r is [edge[r], edge[r + 1]); x below the
+/// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
+constexpr double x_edges[2][x_ranges + 1] = {
+    {0.0, 1.5, 6.0, math::hankel_min_x, inf, inf, inf, inf},
+    {temme_min_x_lanes, math::temme_max_x, 1.0, 2.5, wronskian_max_x, 10.0, 20.0, inf}};
 
-/// The lists of eight elements as bit masks (bit l of mask[list] for lane l): lanes need
-/// v >= 0 (after reflection) and x > 0, both finite and within the ranges the lane routes
-/// cover; all others, NaN included, go to `scalar`.
-inline void lists_of(bool kv, vd v, vd x, unsigned mask[lane_lists + 1]) {
-    const vm valid = (v >= vd(0.0)) & (v < vd(1e150)) & (x >= vd(1e-300)) & (x < vd(1e150));
-    const vm debye = valid & (v >= vd(math::debye_min_order)) & (v <= x * 1e8);
-    vm covered = debye;
-    for (int r = 0; r < debye_ranges; ++r) {
-        vm in_range = debye & (v >= vd(range_start[r]));
-        if (r + 1 < debye_ranges) in_range = in_range & (v < vd(range_start[r + 1]));
-        mask[r] = avx2::lane_bits(in_range);
-    }
-    const vm small_order = valid & (v < vd(math::debye_min_order));
-    for (int r = 0; r < x_ranges; ++r) {
-        const vm low = small_order & (x >= vd(low_edges[kv][r])) & (x < vd(low_edges[kv][r + 1]));
-        const vm high =
-            small_order & (x >= vd(high_edges[kv][r])) & (x < vd(high_edges[kv][r + 1]));
-        mask[small_low + r] = avx2::lane_bits(low);
-        mask[small_high + r] = avx2::lane_bits(high);
-        covered = covered | low | high;
-    }
-    mask[scalar] = ~avx2::lane_bits(covered) & 0xFFu;
+/// The uniform expansion's thresholds that can change the term count above debye_min_order.
+constexpr int debye_thresholds = 13;
+static_assert(math::debye_terms_log_orders[1] < math::debye_min_order &&
+              math::debye_terms_log_orders[2] > math::debye_min_order);
+
+/// Reflects four orders where the reflection is exact (K_{-v} = K_v, I_{-n} = I_n), stores
+/// them in `reflected`, and returns the route keys of the four elements as 64-bit integers.
+template <bool kv>
+inline __m256i reflect_and_key(__m256d v, __m256d x, double* reflected) {
+    const __m256d negative = _mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_LT_OQ);
+    const __m256d integer = _mm256_cmp_pd(v, _mm256_floor_pd(v), _CMP_EQ_OQ);
+    const __m256d exact = kv ? negative : _mm256_and_pd(negative, integer);
+    v = _mm256_blendv_pd(v, _mm256_sub_pd(_mm256_setzero_pd(), v), exact);
+    _mm256_store_pd(reflected, v);
+    const auto ge = [](__m256d a, double b) {
+        return _mm256_cmp_pd(a, _mm256_set1_pd(b), _CMP_GE_OQ);
+    };
+    const auto lt = [](__m256d a, double b) {
+        return _mm256_cmp_pd(a, _mm256_set1_pd(b), _CMP_LT_OQ);
+    };
+    // A true comparison is all ones, -1 as an integer: counts are sums of comparisons.
+    const auto add = [](__m256i sum, __m256d m) {
+        return _mm256_sub_epi64(sum, _mm256_castpd_si256(m));
+    };
+    const auto subtract = [](__m256i sum, __m256d m) {
+        return _mm256_add_epi64(sum, _mm256_castpd_si256(m));
+    };
+    // NaN fails every comparison and lands on the scalar key.
+    const __m256d valid = _mm256_and_pd(_mm256_and_pd(ge(v, 0.0), lt(v, 1e150)),
+                                        _mm256_and_pd(ge(x, 1e-300), lt(x, 1e150)));
+    const __m256d large = ge(v, math::debye_min_order);
+    const __m256d x_bound = _mm256_mul_pd(x, _mm256_set1_pd(1e8));
+    const __m256d debye = _mm256_and_pd(large, _mm256_cmp_pd(v, x_bound, _CMP_LE_OQ));
+    // Terms - 1 = 13 - (thresholds <= v) for the uniform expansion.
+    __m256i debye_key = _mm256_set1_epi64x(debye_keys - 1);
+    for (int i = 0; i < debye_thresholds; ++i)
+        debye_key = subtract(debye_key, ge(v, math::debye_terms_log_orders[i + 2]));
+    // The small-order range: the count of inner edges <= x.
+    __m256i small_key = _mm256_set1_epi64x(small_keys);
+    for (int i = 1; i < x_ranges && x_edges[kv][i] < inf; ++i)
+        small_key = add(small_key, ge(x, x_edges[kv][i]));
+    const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+    __m256d scalar = _mm256_or_pd(large, _mm256_andnot_pd(valid, all));
+    if (kv) scalar = _mm256_or_pd(scalar, lt(x, x_edges[kv][0]));
+    const __m256d key = _mm256_blendv_pd(
+        _mm256_blendv_pd(_mm256_castsi256_pd(small_key),
+                         _mm256_castsi256_pd(_mm256_set1_epi64x(scalar_key)), scalar),
+        _mm256_castsi256_pd(debye_key), _mm256_and_pd(debye, valid));
+    return _mm256_castpd_si256(key);
 }
 
-// Each route in a function of its own: inlined together they would share (and spill) one
-// register allocation.
+// Each route over a run of lane groups, in a function of its own: inlined together they
+// would share (and spill) one register allocation. The uniform expansion runs in three
+// passes over the run (the point's pieces, the u-sum, the logarithm), short loops whose
+// independent iterations overlap in the core; as one pass, each group's long chain of
+// dependent operations would run mostly alone.
+template <int terms, bool kv>
+[[gnu::noinline]] void debye_run(const double* v, const double* x, double* out, int n,
+                                 double* veta, double* inv_h) {
+    for (int g = 0; g < n; g += lanes) {
+        const math::debye_point<vd> d = math::debye_at(vd::load(v + g), vd::load(x + g));
+        d.veta.store(veta + g);
+        d.inv_h.store(inv_h + g);
+        d.p2.store(out + g);
+    }
+    for (int g = 0; g < n; g += lanes) {
+        const vd t = vd::load(inv_h + g);
+        (1.0 + math::debye_u_series(kv ? -t : t, vd::load(out + g), terms)).store(out + g);
+    }
+    for (int g = 0; g < n; g += lanes)
+        math::debye_log_finish(kv, vd::load(veta + g), vd::load(inv_h + g), vd::load(out + g))
+            .store(out + g);
+}
+
 [[gnu::noinline]] void series_lanes(const double* v, const double* x, double* out) {
     math::series_log_iv(vd::load(v), vd::load(x)).store(out);
 }
@@ -133,115 +181,159 @@ template <bool with_sum>
     vd ratio;
     math::steed_log_kv(vd::load(v), vd::load(x), with_sum, ratio).store(out);
 }
-template <int range, bool kv>
-[[gnu::noinline]] void debye_lanes(const double* v, const double* x, double* out) {
-    constexpr int terms = math::debye_terms_log(range_start[range]);
-    const vd a = vd::load(v), b = vd::load(x);
-    if constexpr (kv) {
-        math::debye_log_kv_terms(a, b, terms).store(out);
-    } else {
-        math::debye_log_iv_terms(a, b, terms).store(out);
-    }
-}
 
+/// The route of a small-order x range over a run of lane groups.
 template <bool kv>
-void list_lanes(int list, const double* v, const double* x, double* out) {
-    static_assert(debye_ranges == 4, "one instantiation per range");
-    if (list >= small_high) return kv ? steed_lanes<true>(v, x, out) : shifted_lanes(v, x, out);
-    if (list == small_low && kv) return temme_lanes(v, x, out);
-    if (list >= small_low) return kv ? steed_lanes<false>(v, x, out) : series_lanes(v, x, out);
-    switch (list) {
-        case 0: return debye_lanes<0, kv>(v, x, out);
-        case 1: return debye_lanes<1, kv>(v, x, out);
-        case 2: return debye_lanes<2, kv>(v, x, out);
-        default: return debye_lanes<3, kv>(v, x, out);
+void small_run(int range, const double* v, const double* x, double* out, int n) {
+    using group_fn = void (*)(const double*, const double*, double*);
+    group_fn f;
+    if constexpr (kv) {
+        f = range == 0 ? temme_lanes : range < 4 ? steed_lanes<false> : steed_lanes<true>;
+    } else {
+        f = range < 3 ? series_lanes : shifted_lanes;
     }
+    for (int g = 0; g < n; g += lanes) f(v + g, x + g, out + g);
 }
 
-/// For each 8-bit lane mask, the positions of its set bits packed into the low bytes.
-struct lane_positions {
-    std::uint64_t of[256];
-    constexpr lane_positions() : of{} {
-        for (unsigned m = 0; m < 256; ++m) {
-            int filled = 0;
-            for (unsigned l = 0; l < 8; ++l)
-                if (m >> l & 1u) of[m] |= static_cast<std::uint64_t>(l) << (8 * filled++);
-        }
-    }
-};
-constexpr lane_positions packed_lanes;
+template <bool kv, int... terms>
+void debye_run_of(int key, const double* v, const double* x, double* out, int n, double* veta,
+                  double* inv_h, std::integer_sequence<int, terms...>) {
+    using run_fn = void (*)(const double*, const double*, double*, int, double*, double*);
+    static constexpr run_fn runs[] = {debye_run<terms + 1, kv>...};
+    runs[key](v, x, out, n, veta, inv_h);
+}
 
-template <class T>
-void chunk_log_bessel(bool kv, const T* v, const T* x, T* out, const elementwise_layout& a,
-                      idx begin, idx end) {
+constexpr int sorted_size = chunk + keys * lanes;  // the runs with their padding
+
+/// A chunk's working arrays (190 kB), kept per thread on the heap rather than on a stack
+/// that may be small.
+struct chunk_scratch {
+    alignas(32) double vs[chunk + 4], xs[chunk + 4];  // arguments as doubles, in order
+    alignas(32) std::int64_t key[chunk + 4];
+    idx offsets[chunk];   // output offsets, for two-dimensional layouts only
+    int position[chunk];  // each element's place in the runs
+    alignas(32) double sv[sorted_size], sx[sorted_size], res[sorted_size];  // the runs
+    alignas(32) double veta[sorted_size], inv_h[sorted_size];  // the expansion's passes
+    idx dest[sorted_size];  // output offsets, in run order
+};
+
+chunk_scratch& thread_scratch() {
+    static thread_local std::unique_ptr<chunk_scratch> scratch;
+    if (!scratch) scratch = std::make_unique<chunk_scratch>();
+    return *scratch;
+}
+
+template <bool kv, class T>
+void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& a, idx begin,
+                      idx end) {
     const int n = static_cast<int>(end - begin);
-    // Pass 1: the arguments as doubles (orders reflected where the reflection is exact:
-    // K_{-v} = K_v, I_{-n} = I_n) and the output offsets, padded to whole lane groups.
-    alignas(32) double vs[chunk + avx2::lanes], xs[chunk + avx2::lanes];
-    idx offsets[chunk];
-    if (a.cols == 1) {  // one dimension: a stride per array
-        const T* vp = v + begin * a.v_row;
-        const T* xp = x + begin * a.x_row;
-        for (int i = 0; i < n; ++i) {
-            vs[i] = static_cast<double>(vp[i * a.v_row]);
-            xs[i] = static_cast<double>(xp[i * a.x_row]);
-            offsets[i] = (begin + i) * a.out_row;
+    // Pass 1: the arguments as doubles (orders reflected) and their route keys, four at a
+    // time, counted by key; contiguous double arrays are read in place, others copied first.
+    constexpr int streams = 4;  // see below
+    chunk_scratch& w = thread_scratch();
+    double *vs = w.vs, *xs = w.xs;
+    std::int64_t* key = w.key;
+    idx* offsets = w.offsets;
+    const bool flat = a.cols == 1;
+    const double* vp = vs;
+    const double* xp = xs;
+    if constexpr (std::is_same_v<T, double>) {
+        if (flat && a.v_row == 1 && a.x_row == 1) {
+            vp = v + begin;
+            xp = x + begin;
         }
-    } else {
-        idx row = begin / a.cols, col = begin - row * a.cols;
-        for (int i = 0; i < n; ++i) {
-            vs[i] = static_cast<double>(v[row * a.v_row + col * a.v_col]);
-            xs[i] = static_cast<double>(x[row * a.x_row + col * a.x_col]);
-            offsets[i] = row * a.out_row + col * a.out_col;
-            if (++col == a.cols) {
-                col = 0;
-                ++row;
+    }
+    if (vp == vs) {
+        if (flat) {
+            for (int i = 0; i < n; ++i) {
+                vs[i] = static_cast<double>(v[(begin + i) * a.v_row]);
+                xs[i] = static_cast<double>(x[(begin + i) * a.x_row]);
+            }
+        } else {
+            idx row = begin / a.cols, col = begin - row * a.cols;
+            for (int i = 0; i < n; ++i) {
+                vs[i] = static_cast<double>(v[row * a.v_row + col * a.v_col]);
+                xs[i] = static_cast<double>(x[row * a.x_row + col * a.x_col]);
+                offsets[i] = row * a.out_row + col * a.out_col;
+                if (++col == a.cols) {
+                    col = 0;
+                    ++row;
+                }
             }
         }
     }
+    int count[streams][keys] = {};
+    const int whole = n / 4 * 4;
+    for (int i = 0; i < n; i += 4) {
+        __m256d v4, x4;
+        if (i < whole) {
+            v4 = _mm256_loadu_pd(vp + i);
+            x4 = _mm256_loadu_pd(xp + i);
+        } else {  // the last, partial quadruple, padded with ones
+            alignas(32) double vt[4] = {1.0, 1.0, 1.0, 1.0}, xt[4] = {1.0, 1.0, 1.0, 1.0};
+            for (int j = i; j < n; ++j) vt[j - i] = vp[j], xt[j - i] = xp[j];
+            v4 = _mm256_load_pd(vt);
+            x4 = _mm256_load_pd(xt);
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(key + i),
+                           reflect_and_key<kv>(v4, x4, vs + i));
+        _mm256_store_pd(xs + i, x4);
+        for (int j = 0; j < streams; ++j) ++count[j][key[i + j]];
+    }
+    for (int j = n; j % 4 != 0; ++j) --count[j % streams][key[j]];  // the padding
+    // The counting sort of the elements by key into runs padded to whole lane groups (with
+    // copies of the run's last element) runs in four interleaved streams (element i in stream
+    // i % 4), each with its own counters and its own part of every run: with one counter per
+    // key, each element's increment would wait for the previous one of its key, through memory.
+    int start[keys + 1], next[streams][keys];
+    start[0] = 0;
+    for (int k = 0; k < keys; ++k) {
+        int at = start[k];
+        for (int j = 0; j < streams; ++j) {
+            next[j][k] = at;
+            at += count[j][k];
+        }
+        start[k + 1] = start[k] + (at - start[k] + lanes - 1) / lanes * lanes;
+    }
+    double *sv = w.sv, *sx = w.sx, *res = w.res;
+    idx* dest = w.dest;
+    // The positions first, in a loop that stores only to fixed addresses besides the
+    // counters: stores to addresses that depend on the counters would hold up every next
+    // load of a counter until their addresses are known.
+    int* position = w.position;
+    for (int i = 0; i < n; ++i) position[i] = next[i % streams][key[i]]++;
     for (int i = 0; i < n; ++i) {
-        if (vs[i] < 0.0 && (kv || vs[i] == std::floor(vs[i]))) vs[i] = -vs[i];
+        const int p = position[i];
+        sv[p] = vs[i];
+        sx[p] = xs[i];
+        dest[p] = flat ? (begin + i) * a.out_row : offsets[i];
     }
-    for (int i = n; i % avx2::lanes != 0; ++i) vs[i] = xs[i] = 1.0;
-    // Pass 2: each element's list, eight at a time, into per-list positions.
-    // Without branches on the data: each list receives the packed positions of its lanes
-    // (eight slots written, popcount of them kept).
-    alignas(32) int lists[lane_lists + 1][chunk + avx2::lanes];
-    int count[lane_lists + 1] = {};
-    for (int g = 0; g < n; g += avx2::lanes) {
-        unsigned mask[lane_lists + 1];
-        lists_of(kv, vd::load(vs + g), vd::load(xs + g), mask);
-        const unsigned live = n - g >= avx2::lanes ? 0xFFu : (1u << (n - g)) - 1u;
-        const __m256i base = _mm256_set1_epi32(g);
-        for (int k = 0; k <= lane_lists; ++k) {
-            const unsigned bits = mask[k] & live;
-            const __m256i lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(
-                static_cast<long long>(packed_lanes.of[bits])));
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(&lists[k][count[k]]),
-                                _mm256_add_epi32(lanes, base));
-            count[k] += __builtin_popcount(bits);
+    int end_of[keys];  // the end of each run's elements, before its padding
+    for (int k = 0; k < keys; ++k) {
+        end_of[k] = next[streams - 1][k];
+        if (k == scalar_key) break;
+        for (int p = end_of[k]; p < start[k + 1]; ++p) {
+            sv[p] = sv[p - 1];
+            sx[p] = sx[p - 1];
         }
     }
-    for (int j = 0; j < count[scalar]; ++j) {
-        const int i = lists[scalar][j];
-        const idx e = begin + i, r = e / a.cols, c = e - r * a.cols;
-        const T vt = v[r * a.v_row + c * a.v_col], xt = x[r * a.x_row + c * a.x_col];
-        out[offsets[i]] = kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt);
+    // Pass 3: the scalar elements (their arguments as doubles are exact, and the
+    // reflections made are exact for the scalar functions too).
+    for (int p = start[scalar_key]; p < end_of[scalar_key]; ++p) {
+        const T vt = static_cast<T>(sv[p]), xt = static_cast<T>(sx[p]);
+        out[dest[p]] = kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt);
     }
-    // Pass 3: the lane lists, a group of eight at a time.
-    for (int k = 0; k < lane_lists; ++k) {
-        for (int g = 0; g < count[k]; g += avx2::lanes) {
-            // The last group is padded with its last element.
-            alignas(32) double bv[avx2::lanes], bx[avx2::lanes], br[avx2::lanes];
-            for (int l = 0; l < avx2::lanes; ++l) {
-                const int i = lists[k][std::min(g + l, count[k] - 1)];
-                bv[l] = vs[i];
-                bx[l] = xs[i];
-            }
-            (kv ? list_lanes<true> : list_lanes<false>)(k, bv, bx, br);
-            const int used = std::min(avx2::lanes, count[k] - g);
-            for (int l = 0; l < used; ++l) out[offsets[lists[k][g + l]]] = static_cast<T>(br[l]);
+    // Pass 4: the lane runs, and their results back in place.
+    for (int k = 0; k < scalar_key; ++k) {
+        const int s = start[k], len = start[k + 1] - s;
+        if (len == 0) continue;
+        if (k < debye_keys) {
+            debye_run_of<kv>(k, sv + s, sx + s, res + s, len, w.veta + s, w.inv_h + s,
+                             std::make_integer_sequence<int, debye_keys>{});
+        } else {
+            small_run<kv>(k - small_keys, sv + s, sx + s, res + s, len);
         }
+        for (int p = s; p < end_of[k]; ++p) out[dest[p]] = static_cast<T>(res[p]);
     }
 }
 
@@ -251,8 +343,11 @@ template <class T>
 void log_bessel_avx2(bool kv, const T* v, const T* x, T* out, const elementwise_layout& layout) {
     const idx n = layout.rows * layout.cols;
 #  pragma omp parallel for schedule(dynamic, 1) if (use_threads(n * 64))
-    for (idx b = 0; b < n; b += chunk)
-        chunk_log_bessel(kv, v, x, out, layout, b, std::min(n, b + chunk));
+    for (idx b = 0; b < n; b += chunk) {
+        const idx e = std::min(n, b + chunk);
+        kv ? chunk_log_bessel<true>(v, x, out, layout, b, e)
+           : chunk_log_bessel<false>(v, x, out, layout, b, e);
+    }
 }
 
 template void log_bessel_avx2(bool, const float*, const float*, float*,

@@ -12,7 +12,7 @@ struct elementwise_layout {
     std::int64_t v_row, v_col, x_row, x_col, out_row, out_col;
 };
 
-/// out = log K_v(x) (kv) or log I_v(x), elementwise: eight lanes at a time where a vectorised
+/// out = log K_v(x) (kv) or log I_v(x), elementwise: sixteen lanes at a time where a vectorised
 /// route covers the element and by the scalar routes elsewhere. An element's result depends
 /// only on its own arguments, never on the layout or its neighbours. Call only where
 /// avx2_kernels_enabled().

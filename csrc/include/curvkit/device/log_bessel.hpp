@@ -98,23 +98,28 @@ CURVKIT_HD double debye_u_sum(double t, double p2, int n) { return debye_u_serie
 /// sum_{k=1}^{n} t^k s_k(p2) with t = +-p/v: the w-sum W (alternating for t < 0).
 CURVKIT_HD double debye_w_sum(double t, double p2, int n) { return debye_w_series(t, p2, n); }
 
+/// The last step of the uniform expansion of log I (`kv` false) or log K, from v eta, 1 / h
+/// and the u-sum U: log(U / sqrt(h)) as half of one logarithm, without a square root (its
+/// rounding is far below eps * h).
+template <class R>
+CURVKIT_HD R debye_log_finish(bool kv, R veta, R inv_h, R u) {
+    const R half_log = 0.5 * log(u * u * inv_h);
+    return kv ? half_ln_pi_over_2 - veta + half_log : veta - half_ln_2pi + half_log;
+}
+
 /// log I_v(x) by the uniform expansion with n terms (at least debye_terms_log(v); more only
 /// add terms below the rounding level).
 template <class R>
 CURVKIT_HD R debye_log_iv_terms(R v, R x, int n) {
     const debye_point<R> d = debye_at(v, x);
-    const R u = 1.0 + debye_u_series(d.inv_h, d.p2, n);
-    // log(U / sqrt(h)) as half of one logarithm, without a square root; its rounding is far
-    // below eps * h.
-    return d.veta - half_ln_2pi + 0.5 * log(u * u * d.inv_h);
+    return debye_log_finish(false, d.veta, d.inv_h, 1.0 + debye_u_series(d.inv_h, d.p2, n));
 }
 
 /// log K_v(x) likewise, with the alternating sum.
 template <class R>
 CURVKIT_HD R debye_log_kv_terms(R v, R x, int n) {
     const debye_point<R> d = debye_at(v, x);
-    const R u = 1.0 + debye_u_series(-d.inv_h, d.p2, n);
-    return -d.veta + half_ln_pi_over_2 + 0.5 * log(u * u * d.inv_h);
+    return debye_log_finish(true, d.veta, d.inv_h, 1.0 + debye_u_series(-d.inv_h, d.p2, n));
 }
 
 CURVKIT_HD double debye_log_iv(double v, double x) {
