@@ -310,6 +310,14 @@ def test_results_do_not_depend_on_neighbours_or_layout():
                               base.reshape(-1, 3, order="F"))
         one = np.array([fn(a, b) for a, b in zip(v[:300], x[:300])])
         assert np.array_equal(one, base[:300])
+        # Longer than the kernel's chunks, strided, and in float32 (converted per chunk).
+        long_v, long_x = np.tile(v, 3), np.tile(x, 3)
+        assert np.array_equal(fn(long_v, long_x), np.tile(base, 3))
+        assert np.array_equal(fn(long_v[::2], long_x[::2]), np.tile(base, 3)[::2])
+        v32, x32 = v.astype(np.float32), x.astype(np.float32)
+        single = fn(v32[:300], x32[:300])
+        assert np.array_equal(single, np.array([fn(a, b) for a, b in zip(v32[:300], x32[:300])]))
+        assert np.array_equal(fn(v32[::-1], x32[::-1])[::-1], fn(v32, x32))
 
 
 def test_portable_kernels_within_4_scaled_ulps():
