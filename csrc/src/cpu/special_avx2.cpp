@@ -66,19 +66,23 @@ constexpr int lanes = avx2::lanes;
 //   [small_keys, small_keys + x_ranges): the small-order routes by range of x (their
 //     iteration counts change with x, and a group runs as long as its slowest lane): for
 //     log I the power series (up to hankel_min_x, three ranges) and the shifted expansion;
-//     for log K Temme's series (up to temme_max_x), Steed's fraction with the Wronskian (up
-//     to wronskian_max_x, three ranges) and with its normalising sum (three ranges);
+//     for log K Temme's series (up to temme_max_x_lanes), Steed's fraction with the
+//     Wronskian (up to wronskian_max_x, four ranges) and with its normalising sum (three);
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
 //     subnormal arguments, tiny x for small-order K, v > 1e8 x), left to the scalar routes.
 constexpr int debye_keys = 14;  // debye_terms_log(debye_min_order)
 static_assert(math::debye_terms_log(math::debye_min_order) == debye_keys);
-constexpr int x_ranges = 7;
+constexpr int x_ranges = 8;
 constexpr int small_keys = debye_keys;
 constexpr int scalar_key = small_keys + x_ranges;
 constexpr int keys = scalar_key + 1;
 
 /// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
 constexpr double temme_min_x_lanes = 1e-10;
+/// Up to this x the lanes take log K from Temme's series (the scalar route switches at
+/// temme_max_x = 1/2): within 2 scaled ulps there after the compensated sums, and 3x faster
+/// than Steed's fraction, which converges slowly at small x (~170 steps at x = 1/2).
+constexpr double temme_max_x_lanes = 1.0;
 /// Up to this x the lanes take K from the Wronskian rather than from Steed's normalising sum
 /// (the scalar route switches at steed_sum_min_x): the sum converges slowly below it, and
 /// the Wronskian's terms are all positive (1.2-1.6x faster for x in [2, 6), as accurate).
@@ -88,8 +92,11 @@ constexpr double inf = __builtin_inf();
 /// The edges of the small-order x ranges: range r is [edge[r], edge[r + 1]); x below the
 /// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
 constexpr double x_edges[2][x_ranges + 1] = {
-    {0.0, 1.5, 6.0, math::hankel_min_x, inf, inf, inf, inf},
-    {temme_min_x_lanes, math::temme_max_x, 1.0, 2.5, wronskian_max_x, 10.0, 20.0, inf}};
+    {0.0, 1.5, 6.0, math::hankel_min_x, inf, inf, inf, inf, inf},
+    {temme_min_x_lanes, temme_max_x_lanes, 1.75, 2.5, 4.0, wronskian_max_x, 10.0, 20.0, inf}};
+/// The first x range of log K whose lanes take Steed's normalising sum.
+constexpr int first_sum_range = 5;
+static_assert(x_edges[1][first_sum_range] == wronskian_max_x);
 
 /// The uniform expansion's thresholds that can change the term count above debye_min_order.
 constexpr int debye_thresholds = 13;
@@ -188,7 +195,9 @@ void small_run(int range, const double* v, const double* x, double* out, int n) 
     using group_fn = void (*)(const double*, const double*, double*);
     group_fn f;
     if constexpr (kv) {
-        f = range == 0 ? temme_lanes : range < 4 ? steed_lanes<false> : steed_lanes<true>;
+        f = range == 0                 ? temme_lanes
+            : range < first_sum_range ? steed_lanes<false>
+                                      : steed_lanes<true>;
     } else {
         f = range < 3 ? series_lanes : shifted_lanes;
     }
