@@ -31,11 +31,27 @@ namespace avx2 {
 // The two scalar helpers of the uniform expansion whose branches guard ranges the vector
 // routes never see (orders and arguments below 1e150, v <= 1e8 x).
 CURVKIT_SIMD_INLINE vd debye_hypot(vd v, vd x) { return sqrt(madd(v, v, x * x)); }
-// The product of the K recurrence needs no renormalisation in the lanes: they only see
-// x >= temme_min_x_lanes, where each ratio is below 2 (debye_min_order + 1) / x < 5e11 and
-// 22 of them stay below 1e258.
-CURVKIT_SIMD_INLINE void multiply_ratio(vd& mant, vd&, vd rho, vm on) {
-    mant = select(on, mant * rho, mant);
+// The forward recurrence of K's ratios (device::detail::k_recurrence) without a division
+// per step: the scalar form takes rho_j = 1 / rho_{j-1} + c_j, c_j = 2 (u + j) / x, a chain
+// of dependent divisions. As a continuant rho_j = P_j / Q_j with (P, Q) <- (Q + c_j P, P)
+// (P_0 = rho_0, Q_0 = 1), P follows the recurrence of K itself (stable forward), and the
+// product rho_s ... rho_{n-1} telescopes to P_{n-1} / P_{s-1} = Q_n / P_{s-1}. No
+// renormalisation: the lanes only see x >= temme_min_x_lanes, where each ratio is below
+// 2 (debye_min_order + 1) / x < 5e11 and P_n (22 of them) stays below 1e258.
+CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)) {
+    const vd two_over_x = 2.0 / x;
+    const vd rho_0 = rho;
+    vd p = rho, q = 1.0;
+    const int most = static_cast<int>(max_lane(n));
+    for (int j = 1; j <= most; ++j) {
+        const vm on = vd(static_cast<double>(j)) <= n;  // lanes with fewer steps idle
+        const vd next = madd((u + static_cast<double>(j)) * two_over_x, p, q);
+        q = select(on, p, q);
+        p = select(on, next, p);
+    }
+    rho = p / q;
+    // skip is 0 or 1 (where the caller has K_{u+1}, and n >= 1).
+    return log(select(skip > vd(0.0), q / rho_0, q));
 }
 // Temme's lanes only see x >= temme_min_x_lanes, where the product's error is representable.
 CURVKIT_SIMD_INLINE vd log_two_over_minus_gamma(vd x) {
