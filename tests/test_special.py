@@ -124,9 +124,9 @@ def test_log_kv_small_order_small_x_random_points():
 
 
 def test_log_kv_small_order_below_1_random_points():
-    # 1/2 <= x < 1 at small order: Temme's series in the CPU's lanes (its errors grow with x:
-    # 3.2 scaled ulps near x = 1.2, 5.8 near 1.5, so the lanes stop at 1), Steed's fraction
-    # with the Wronskian in the scalar kernels.
+    # 1/2 <= x < 1 at small order: Temme's series in the CPU's lanes up to x = 0.7 (its
+    # errors grow with x: 2.8 scaled ulps below 0.7, 3.8 near 1, 5.8 near 1.5), Steed's
+    # fraction with the Wronskian above and in the scalar kernels.
     mp = pytest.importorskip("mpmath")
 
     rng = np.random.default_rng(11)

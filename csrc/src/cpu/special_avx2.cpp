@@ -96,9 +96,11 @@ constexpr int keys = scalar_key + 1;
 /// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
 constexpr double temme_min_x_lanes = 1e-10;
 /// Up to this x the lanes take log K from Temme's series (the scalar route switches at
-/// temme_max_x = 1/2): within 2 scaled ulps there after the compensated sums, and 3x faster
-/// than Steed's fraction, which converges slowly at small x (~170 steps at x = 1/2).
-constexpr double temme_max_x_lanes = 1.0;
+/// temme_max_x = 1/2): within 2.8 scaled ulps there, and 3x faster than Steed's fraction,
+/// which converges slowly at small x (~170 steps at x = 1/2). Temme's errors grow with x
+/// (up to 3.5 for x in [0.7, 0.8) and 3.8 in [0.8, 1) at orders in [1/2, 3/2), 5.8 near
+/// x = 1.5), hence the bound.
+constexpr double temme_max_x_lanes = 0.7;
 /// Up to this x the lanes take K from the Wronskian rather than from Steed's normalising sum
 /// (the scalar route switches at steed_sum_min_x): the sum converges slowly below it, and
 /// the Wronskian's terms are all positive (1.2-1.6x faster for x in [2, 6), as accurate).
