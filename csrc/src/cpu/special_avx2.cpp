@@ -79,18 +79,26 @@ constexpr int lanes = avx2::lanes;
 // so that every lane group runs one route with lanes of similar cost. Keys:
 //   [0, debye_keys): the uniform expansion with key + 1 terms, the count its order needs
 //     (debye_terms_log), so that a lane's result depends on its own order only;
-//   [small_keys, small_keys + x_ranges): the small-order routes by range of x (their
-//     iteration counts change with x, and a group runs as long as its slowest lane): for
-//     log I the power series (up to hankel_min_x, three ranges) and the shifted expansion;
-//     for log K Temme's series (up to temme_max_x_lanes), Steed's fraction with the
-//     Wronskian (up to wronskian_max_x, four ranges) and with its normalising sum (three);
+//   [small_keys, scalar_key): the small-order routes by range of x and, within each range,
+//     by order (their iteration counts change with x, their recurrences and products with
+//     the order, and a group runs as long as its slowest lane): for log I the power series
+//     (up to hankel_min_x, three ranges) and the shifted expansion; for log K Temme's series
+//     (up to temme_max_x_lanes), Steed's fraction with the Wronskian (up to wronskian_max_x,
+//     four ranges) and with its normalising sum (three);
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
 //     subnormal arguments, tiny x for small-order K, v > 1e8 x), left to the scalar routes.
+// The keys of one route (a small-order route's ranges and order groups) form one run, padded
+// to whole lane groups at its end only: a group that spans two of its keys costs the more
+// expensive one, but its lanes' results do not change.
 constexpr int debye_keys = 14;  // debye_terms_log(debye_min_order)
 static_assert(math::debye_terms_log(math::debye_min_order) == debye_keys);
 constexpr int x_ranges = 8;
+/// Small orders in groups of n = floor(v + 1/2) (the steps of the recurrences and products):
+/// [0, 5], [6, 10], [11, 15], [16, 21].
+constexpr int order_groups = 4;
+constexpr double order_group_edges[order_groups - 1] = {5.5, 10.5, 15.5};
 constexpr int small_keys = debye_keys;
-constexpr int scalar_key = small_keys + x_ranges;
+constexpr int scalar_key = small_keys + x_ranges * order_groups;
 constexpr int keys = scalar_key + 1;
 
 /// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
@@ -153,10 +161,14 @@ inline __m256i reflect_and_key(__m256d v, __m256d x, double* reflected) {
     __m256i debye_key = _mm256_set1_epi64x(debye_keys - 1);
     for (int i = 0; i < debye_thresholds; ++i)
         debye_key = subtract(debye_key, ge(v, math::debye_terms_log_orders[i + 2]));
-    // The small-order range: the count of inner edges <= x.
-    __m256i small_key = _mm256_set1_epi64x(small_keys);
+    // The small-order range (the count of inner edges <= x), then the order group.
+    __m256i range = _mm256_setzero_si256();
     for (int i = 1; i < x_ranges && x_edges[kv][i] < inf; ++i)
-        small_key = add(small_key, ge(x, x_edges[kv][i]));
+        range = add(range, ge(x, x_edges[kv][i]));
+    __m256i small_key = _mm256_add_epi64(_mm256_set1_epi64x(small_keys),
+                                         _mm256_slli_epi64(range, 2));
+    static_assert(order_groups == 4, "range * order_groups as a shift");
+    for (const double edge : order_group_edges) small_key = add(small_key, ge(v, edge));
     const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
     __m256d scalar = _mm256_or_pd(large, _mm256_andnot_pd(valid, all));
     if (kv) scalar = _mm256_or_pd(scalar, lt(x, x_edges[kv][0]));
@@ -207,17 +219,25 @@ template <bool with_sum>
     math::steed_log_kv(vd::load(v), vd::load(x), with_sum, ratio).store(out);
 }
 
-/// The route of a small-order x range over a run of lane groups.
+/// The route of a lane key: the key itself for the uniform expansion, and for the small
+/// orders one of debye_keys + 0, 1, 2 (log I: the series, the shifted expansion; log K:
+/// Temme's series, Steed's fraction with the Wronskian, with its normalising sum).
+constexpr int route_of(bool kv, int key) {
+    if (key < debye_keys) return key;
+    const int range = (key - small_keys) / order_groups;
+    if (kv) return debye_keys + (range == 0 ? 0 : range < first_sum_range ? 1 : 2);
+    return debye_keys + (range < 3 ? 0 : 1);
+}
+
+/// A small-order route over a run of lane groups.
 template <bool kv>
-void small_run(int range, const double* v, const double* x, double* out, int n) {
+void small_run(int route, const double* v, const double* x, double* out, int n) {
     using group_fn = void (*)(const double*, const double*, double*);
     group_fn f;
     if constexpr (kv) {
-        f = range == 0                 ? temme_lanes
-            : range < first_sum_range ? steed_lanes<false>
-                                      : steed_lanes<true>;
+        f = route == 0 ? temme_lanes : route == 1 ? steed_lanes<false> : steed_lanes<true>;
     } else {
-        f = range < 3 ? series_lanes : shifted_lanes;
+        f = route == 0 ? series_lanes : shifted_lanes;
     }
     for (int g = 0; g < n; g += lanes) f(v + g, x + g, out + g);
 }
@@ -320,7 +340,9 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
             next[j][k] = at;
             at += count[j][k];
         }
-        start[k + 1] = start[k] + (at - start[k] + lanes - 1) / lanes * lanes;
+        // A route's run starts on a whole group: pad where the route ends.
+        const bool route_ends = k + 1 >= scalar_key || route_of(kv, k + 1) != route_of(kv, k);
+        start[k + 1] = route_ends ? (at + lanes - 1) / lanes * lanes : at;
     }
     double *sv = w.sv, *sx = w.sx, *res = w.res;
     idx* dest = w.dest;
@@ -335,11 +357,11 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         sx[p] = xs[i];
         dest[p] = flat ? (begin + i) * a.out_row : offsets[i];
     }
-    int end_of[keys];  // the end of each run's elements, before its padding
+    int end_of[keys];  // the end of each key's elements, before any padding
     for (int k = 0; k < keys; ++k) {
         end_of[k] = next[streams - 1][k];
         if (k == scalar_key) break;
-        for (int p = end_of[k]; p < start[k + 1]; ++p) {
+        for (int p = end_of[k]; p < start[k + 1]; ++p) {  // the padding of a route's run
             sv[p] = sv[p - 1];
             sx[p] = sx[p - 1];
         }
@@ -350,17 +372,22 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         const T vt = static_cast<T>(sv[p]), xt = static_cast<T>(sx[p]);
         out[dest[p]] = kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt);
     }
-    // Pass 4: the lane runs, and their results back in place.
-    for (int k = 0; k < scalar_key; ++k) {
-        const int s = start[k], len = start[k + 1] - s;
-        if (len == 0) continue;
-        if (k < debye_keys) {
-            debye_run_of<kv>(k, sv + s, sx + s, res + s, len, w.veta + s, w.inv_h + s,
-                             std::make_integer_sequence<int, debye_keys>{});
-        } else {
-            small_run<kv>(k - small_keys, sv + s, sx + s, res + s, len);
+    // Pass 4: the routes' runs, and their results back in place.
+    for (int k = 0; k < scalar_key;) {
+        int last = k;  // the route's last key
+        while (last + 1 < scalar_key && route_of(kv, last + 1) == route_of(kv, k)) ++last;
+        const int s = start[k], len = start[last + 1] - s;
+        if (len > 0) {
+            if (k < debye_keys) {
+                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, w.veta + s, w.inv_h + s,
+                                 std::make_integer_sequence<int, debye_keys>{});
+            } else {
+                small_run<kv>(route_of(kv, k) - debye_keys, sv + s, sx + s, res + s, len);
+            }
+            for (int j = k; j <= last; ++j)
+                for (int p = start[j]; p < end_of[j]; ++p) out[dest[p]] = static_cast<T>(res[p]);
         }
-        for (int p = s; p < end_of[k]; ++p) out[dest[p]] = static_cast<T>(res[p]);
+        k = last + 1;
     }
 }
 
