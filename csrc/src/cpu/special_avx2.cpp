@@ -325,9 +325,10 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         _mm256_store_si256(reinterpret_cast<__m256i*>(key + i),
                            reflect_and_key<kv>(v4, x4, vs + i));
         _mm256_store_pd(xs + i, x4);
-        for (int j = 0; j < streams; ++j) ++count[j][key[i + j]];
     }
-    for (int j = n; j % 4 != 0; ++j) --count[j % streams][key[j]];  // the padding
+    // Counted in a loop of its own: each load of a key just stored as part of a vector
+    // would wait for the store (1.2 ns per element).
+    for (int i = 0; i < n; ++i) ++count[i % streams][key[i]];
     // The counting sort of the elements by key into runs padded to whole lane groups (with
     // copies of the run's last element) runs in four interleaved streams (element i in stream
     // i % 4), each with its own counters and its own part of every run: with one counter per
@@ -350,7 +351,14 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     // counters: stores to addresses that depend on the counters would hold up every next
     // load of a counter until their addresses are known.
     int* position = w.position;
-    for (int i = 0; i < n; ++i) position[i] = next[i % streams][key[i]]++;
+    static_assert(streams == 4, "the loop below takes one element per stream");
+    for (int i = 0; i < whole; i += 4) {
+        position[i] = next[0][key[i]]++;
+        position[i + 1] = next[1][key[i + 1]]++;
+        position[i + 2] = next[2][key[i + 2]]++;
+        position[i + 3] = next[3][key[i + 3]]++;
+    }
+    for (int i = whole; i < n; ++i) position[i] = next[i % streams][key[i]]++;
     for (int i = 0; i < n; ++i) {
         const int p = position[i];
         sv[p] = vs[i];
