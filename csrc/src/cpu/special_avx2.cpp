@@ -1,12 +1,14 @@
 // log I_v(x) and log K_v(x) over arrays, sixteen elements at a time with AVX2 and FMA.
 //
-// Each chunk of elements is sorted into lists by route: the uniform expansion (order >=
-// debye_min_order) in order ranges, and at smaller orders, in ranges of x, the power series
-// and the shifted uniform expansion of log I, Temme's series and Steed's fraction of log K.
-// The lists run in SIMD lanes on the same templated code as the scalar functions; the few
-// other elements (zero, infinite, negative or subnormal arguments, tiny x for small-order
-// K, v > 1e8 x) take the scalar routes, compiled here with FMA. This file is built with
-// -mavx2 -mfma and runs only where the CPU has both (see isa.hpp).
+// Each chunk of elements is sorted by route key into contiguous runs: the uniform expansion
+// (order >= debye_min_order) by its term count, and at smaller orders, by range of x and
+// order group, the power series and the shifted uniform expansion of log I, Temme's series
+// and Steed's fraction of log K. The runs go through SIMD lanes on the same templated code
+// as the scalar functions (with two lane-only forms: Temme's series up to x = 0.7, and the
+// forward recurrence of K's ratios without divisions); the few other elements (zero,
+// infinite, negative or subnormal arguments, tiny x for small-order K, v > 1e8 x) take the
+// scalar routes, compiled here with FMA. This file is built with -mavx2 -mfma and runs only
+// where the CPU has both (see isa.hpp).
 #include "cpu/special_avx2.hpp"
 
 #if defined(CURVKIT_HAVE_AVX2_KERNELS)
