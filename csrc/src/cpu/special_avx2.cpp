@@ -33,6 +33,17 @@ namespace avx2 {
 // The two scalar helpers of the uniform expansion whose branches guard ranges the vector
 // routes never see (orders and arguments below 1e150, v <= 1e8 x).
 CURVKIT_SIMD_INLINE vd debye_hypot(vd v, vd x) { return sqrt(madd(v, v, x * x)); }
+// Temme's lanes only see x >= temme_min_x_lanes, where the product's error is representable.
+CURVKIT_SIMD_INLINE vd log_two_over_minus_gamma(vd x) {
+    return device::detail::log_two_over_minus_gamma_product(x);
+}
+CURVKIT_SIMD_INLINE vd asinh_ratio(vd v, vd x, vd h) {
+    // asinh(w) = log1p(w + w^2 / (1 + sqrt(1 + w^2))), w = v / x, sqrt(1 + w^2) = h / x:
+    // the argument is v (x + h + v) / (x (x + h)), one division.
+    const vd xh = x + h;
+    return log1p(v * (xh + v) / (x * xh));
+}
+
 // The forward recurrence of K's ratios (device::detail::k_recurrence) without a division
 // per step: the scalar form takes rho_j = 1 / rho_{j-1} + c_j, c_j = 2 (u + j) / x, a chain
 // of dependent divisions. As a continuant rho_j = P_j / Q_j with (P, Q) <- (Q + c_j P, P)
@@ -54,16 +65,6 @@ CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)
     rho = p / q;
     // skip is 0 or 1 (where the caller has K_{u+1}, and n >= 1).
     return log(select(skip > vd(0.0), q / rho_0, q));
-}
-// Temme's lanes only see x >= temme_min_x_lanes, where the product's error is representable.
-CURVKIT_SIMD_INLINE vd log_two_over_minus_gamma(vd x) {
-    return device::detail::log_two_over_minus_gamma_product(x);
-}
-CURVKIT_SIMD_INLINE vd asinh_ratio(vd v, vd x, vd h) {
-    // asinh(w) = log1p(w + w^2 / (1 + sqrt(1 + w^2))), w = v / x, sqrt(1 + w^2) = h / x:
-    // the argument is v (x + h + v) / (x (x + h)), one division.
-    const vd xh = x + h;
-    return log1p(v * (xh + v) / (x * xh));
 }
 
 }  // namespace avx2
