@@ -85,9 +85,9 @@ constexpr int lanes = avx2::lanes;
 //   [small_keys, scalar_key): the small-order routes by range of x and, within each range,
 //     by order (their iteration counts change with x, their recurrences and products with
 //     the order, and a group runs as long as its slowest lane): for log I the power series
-//     (up to hankel_min_x, three ranges) and the shifted expansion; for log K Temme's series
-//     (up to temme_max_x_lanes), Steed's fraction with the Wronskian (up to wronskian_max_x,
-//     four ranges) and with its normalising sum (three);
+//     (up to hankel_min_x, nine ranges) and the shifted expansion; for log K Temme's series
+//     (up to temme_max_x_lanes, four ranges), Steed's fraction with the Wronskian (up to
+//     wronskian_max_x, eight ranges) and with its normalising sum (four);
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
 //     subnormal arguments, tiny x for small-order K, v > 1e8 x), left to the scalar routes.
 // The keys of one route (a small-order route's ranges and order groups) form one run, padded
@@ -95,7 +95,7 @@ constexpr int lanes = avx2::lanes;
 // expensive one, but its lanes' results do not change.
 constexpr int debye_keys = 14;  // debye_terms_log(debye_min_order)
 static_assert(math::debye_terms_log(math::debye_min_order) == debye_keys);
-constexpr int x_ranges = 8;
+constexpr int x_ranges = 16;
 /// Small orders in groups of n = floor(v + 1/2) (the steps of the recurrences and products):
 /// [0, 5], [6, 10], [11, 15], [16, 21].
 constexpr int order_groups = 4;
@@ -121,10 +121,17 @@ constexpr double inf = __builtin_inf();
 /// The edges of the small-order x ranges: range r is [edge[r], edge[r + 1]); x below the
 /// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
 constexpr double x_edges[2][x_ranges + 1] = {
-    {0.0, 1.5, 6.0, math::hankel_min_x, inf, inf, inf, inf, inf},
-    {temme_min_x_lanes, temme_max_x_lanes, 1.75, 2.5, 4.0, wronskian_max_x, 10.0, 20.0, inf}};
-/// The first x range of log K whose lanes take Steed's normalising sum.
-constexpr int first_sum_range = 5;
+    {0.0, 0.5, 1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 13.0, math::hankel_min_x, inf, inf, inf, inf, inf, inf,
+     inf},
+    {temme_min_x_lanes, 0.01, 0.1, 0.3, temme_max_x_lanes, 1.0, 1.4, 1.75, 2.5, 3.2, 4.0, 5.0,
+     wronskian_max_x, 8.0, 10.0, 14.0, inf}};
+/// The first x range of log K whose lanes take Steed's fraction, and the first with its
+/// normalising sum; the first x range of log I past the series.
+constexpr int first_steed_range = 4;
+constexpr int first_sum_range = 12;
+constexpr int first_shifted_range = 9;
+static_assert(x_edges[1][first_steed_range] == temme_max_x_lanes);
+static_assert(x_edges[0][first_shifted_range] == math::hankel_min_x);
 static_assert(x_edges[1][first_sum_range] == wronskian_max_x);
 
 /// The uniform expansion's thresholds that can change the term count above debye_min_order.
@@ -228,8 +235,8 @@ template <bool with_sum>
 constexpr int route_of(bool kv, int key) {
     if (key < debye_keys) return key;
     const int range = (key - small_keys) / order_groups;
-    if (kv) return debye_keys + (range == 0 ? 0 : range < first_sum_range ? 1 : 2);
-    return debye_keys + (range < 3 ? 0 : 1);
+    if (kv) return debye_keys + (range < first_steed_range ? 0 : range < first_sum_range ? 1 : 2);
+    return debye_keys + (range < first_shifted_range ? 0 : 1);
 }
 
 /// A small-order route over a run of lane groups.
