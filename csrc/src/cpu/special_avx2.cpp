@@ -212,19 +212,21 @@ template <int terms, bool kv>
             .store(out + g);
 }
 
-[[gnu::noinline]] void series_lanes(const double* v, const double* x, double* out) {
+// The small-order routes are flattened (every call inlined): with_sum is then a constant
+// inside Steed's loop, and without the sum the compiler drops the sum's recurrences (a third
+// of the loop's work: 1.5x faster where the Wronskian gives K); the other routes' calls (the
+// series, Temme's sums, the logarithms) schedule together (7-20% faster).
+[[gnu::noinline, gnu::flatten]] void series_lanes(const double* v, const double* x, double* out) {
     math::series_log_iv(vd::load(v), vd::load(x)).store(out);
 }
-[[gnu::noinline]] void shifted_lanes(const double* v, const double* x, double* out) {
+[[gnu::noinline, gnu::flatten]] void shifted_lanes(const double* v, const double* x, double* out) {
     vd ratio;
     math::shifted_debye_log_iv(vd::load(v), vd::load(x), ratio).store(out);
 }
-[[gnu::noinline]] void temme_lanes(const double* v, const double* x, double* out) {
+[[gnu::noinline, gnu::flatten]] void temme_lanes(const double* v, const double* x, double* out) {
     vd ratio;
     math::temme_log_kv(vd::load(v), vd::load(x), ratio).store(out);
 }
-// Flattened, so that with_sum is a constant inside Steed's loop: without the sum, the
-// compiler then drops the sum's recurrences (a third of the loop's work).
 template <bool with_sum>
 [[gnu::noinline, gnu::flatten]] void steed_lanes(const double* v, const double* x, double* out) {
     vd ratio;
