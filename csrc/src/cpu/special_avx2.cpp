@@ -193,9 +193,10 @@ inline __m256i reflect_and_key(__m256d v, __m256d x, double* reflected) {
 // would share (and spill) one register allocation. The uniform expansion runs in three
 // passes over the run (the point's pieces, the u-sum, the logarithm), short loops whose
 // independent iterations overlap in the core; as one pass, each group's long chain of
-// dependent operations would run mostly alone.
+// dependent operations would run mostly alone. Flattened (every call inlined): the point's
+// pieces and the sums then schedule within each pass (1.15x faster).
 template <int terms, bool kv>
-[[gnu::noinline]] void debye_run(const double* v, const double* x, double* out, int n,
+[[gnu::noinline, gnu::flatten]] void debye_run(const double* v, const double* x, double* out, int n,
                                  double* veta, double* inv_h) {
     for (int g = 0; g < n; g += lanes) {
         const math::debye_point<vd> d = math::debye_at(vd::load(v + g), vd::load(x + g));
