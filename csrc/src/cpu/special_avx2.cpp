@@ -85,7 +85,7 @@ constexpr int lanes = avx2::lanes;
 //   [small_keys, scalar_key): the small-order routes by range of x and, within each range,
 //     by order (their iteration counts change with x, their recurrences and products with
 //     the order, and a group runs as long as its slowest lane): for log I the power series
-//     (up to hankel_min_x, nine ranges) and the shifted expansion; for log K Temme's series
+//     (up to hankel_min_x, three ranges) and the shifted expansion; for log K Temme's series
 //     (up to temme_max_x_lanes, four ranges), Steed's fraction with the Wronskian (up to
 //     wronskian_max_x, eight ranges) and with its normalising sum (four);
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
@@ -121,15 +121,15 @@ constexpr double inf = __builtin_inf();
 /// The edges of the small-order x ranges: range r is [edge[r], edge[r + 1]); x below the
 /// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
 constexpr double x_edges[2][x_ranges + 1] = {
-    {0.0, 0.5, 1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 13.0, math::hankel_min_x, inf, inf, inf, inf, inf, inf,
-     inf},
+    {0.0, 1.5, 6.0, math::hankel_min_x, inf, inf, inf, inf, inf, inf, inf, inf, inf, inf, inf,
+     inf, inf},
     {temme_min_x_lanes, 0.01, 0.1, 0.3, temme_max_x_lanes, 1.0, 1.4, 1.75, 2.5, 3.2, 4.0, 5.0,
      wronskian_max_x, 8.0, 10.0, 14.0, inf}};
 /// The first x range of log K whose lanes take Steed's fraction, and the first with its
 /// normalising sum; the first x range of log I past the series.
 constexpr int first_steed_range = 4;
 constexpr int first_sum_range = 12;
-constexpr int first_shifted_range = 9;
+constexpr int first_shifted_range = 3;
 static_assert(x_edges[1][first_steed_range] == temme_max_x_lanes);
 static_assert(x_edges[0][first_shifted_range] == math::hankel_min_x);
 static_assert(x_edges[1][first_sum_range] == wronskian_max_x);
