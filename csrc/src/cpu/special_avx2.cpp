@@ -196,8 +196,8 @@ inline __m256i reflect_and_key(__m256d v, __m256d x, double* reflected) {
 // dependent operations would run mostly alone. Flattened (every call inlined): the point's
 // pieces and the sums then schedule within each pass (1.15x faster).
 template <int terms, bool kv>
-[[gnu::noinline, gnu::flatten]] void debye_run(const double* v, const double* x, double* out, int n,
-                                 double* veta, double* inv_h) {
+[[gnu::noinline, gnu::flatten]] void debye_run(const double* v, const double* x, double* out,
+                                                int n, double* veta, double* inv_h) {
     for (int g = 0; g < n; g += lanes) {
         const math::debye_point<vd> d = math::debye_at(vd::load(v + g), vd::load(x + g));
         d.veta.store(veta + g);
@@ -265,9 +265,13 @@ void debye_run_of(int key, const double* v, const double* x, double* out, int n,
     runs[key](v, x, out, n, veta, inv_h);
 }
 
-constexpr int sorted_size = chunk + keys * lanes;  // the runs with their padding
+/// The routes' runs with their padding: at most lanes - 1 elements after each route's run
+/// (and after the scalar elements).
+constexpr int routes = route_of(true, scalar_key - 1) + 1;
+static_assert(route_of(false, scalar_key - 1) < routes);
+constexpr int sorted_size = chunk + (routes + 1) * lanes;
 
-/// A chunk's working arrays (190 kB), kept per thread on the heap rather than on a stack
+/// A chunk's working arrays (186 kB), kept per thread on the heap rather than on a stack
 /// that may be small.
 struct chunk_scratch {
     alignas(32) double vs[chunk + 4], xs[chunk + 4];  // arguments as doubles, in order
@@ -284,6 +288,8 @@ chunk_scratch& thread_scratch() {
     if (!scratch) scratch = std::make_unique<chunk_scratch>();
     return *scratch;
 }
+
+static_assert(sizeof(chunk_scratch) < 190 * 1024);
 
 template <bool kv, class T>
 void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& a, idx begin,
