@@ -115,6 +115,12 @@ CURVKIT_SIMD_INLINE double max_lane(vd x) {
     return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
 }
 
+CURVKIT_SIMD_INLINE double min_lane(vd x) {
+    const __m256d m4 = _mm256_min_pd(_mm256_min_pd(x.a, x.b), _mm256_min_pd(x.c, x.d));
+    const __m128d m = _mm_min_pd(_mm256_castpd256_pd128(m4), _mm256_extractf128_pd(m4, 1));
+    return _mm_cvtsd_f64(_mm_min_sd(m, _mm_unpackhi_pd(m, m)));
+}
+
 CURVKIT_SIMD_INLINE vd madd(vd x, vd y, vd z) {
     return each([](__m256d p, __m256d q, __m256d r) { return _mm256_fmadd_pd(p, q, r); }, x, y,
                 z);

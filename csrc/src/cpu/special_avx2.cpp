@@ -55,8 +55,14 @@ CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)
     const vd two_over_x = 2.0 / x;
     const vd rho_0 = rho;
     vd p = rho, q = 1.0;
-    const int most = static_cast<int>(max_lane(n));
-    for (int j = 1; j <= most; ++j) {
+    const int least = static_cast<int>(min_lane(n)), most = static_cast<int>(max_lane(n));
+    int j = 1;
+    for (; j <= least; ++j) {  // the steps of every lane
+        const vd next = madd((u + static_cast<double>(j)) * two_over_x, p, q);
+        q = p;
+        p = next;
+    }
+    for (; j <= most; ++j) {
         const vm on = vd(static_cast<double>(j)) <= n;  // lanes with fewer steps idle
         const vd next = madd((u + static_cast<double>(j)) * two_over_x, p, q);
         q = select(on, p, q);
