@@ -19,6 +19,7 @@
 #  include <algorithm>
 #  include <cmath>
 #  include <cstdint>
+#  include <cstring>
 #  include <memory>
 #  include <type_traits>
 #  include <utility>
@@ -277,16 +278,17 @@ constexpr int routes = route_of(true, scalar_key - 1) + 1;
 static_assert(route_of(false, scalar_key - 1) < routes);
 constexpr int sorted_size = chunk + (routes + 1) * lanes;
 
-/// A chunk's working arrays (186 kB), kept per thread on the heap rather than on a stack
-/// that may be small.
+/// A chunk's working arrays (111 kB), kept per thread on the heap rather than on a stack that
+/// may be small. Small elements (one-byte keys, two-byte positions, no output offsets for
+/// flat layouts) and the expansion's passes in place of the arguments they read keep the
+/// working set near the core's first-level cache: stores to scattered places in arrays that
+/// fall out of it each wait for their cache line.
 struct chunk_scratch {
     alignas(32) double vs[chunk + 4], xs[chunk + 4];  // arguments as doubles, in order
-    alignas(32) std::int64_t key[chunk + 4];
-    idx offsets[chunk];   // output offsets, for two-dimensional layouts only
-    int position[chunk];  // each element's place in the runs
+    alignas(32) std::uint8_t key[chunk + 4];
+    alignas(32) std::uint16_t position[chunk + 4];  // each element's place in the runs
     alignas(32) double sv[sorted_size], sx[sorted_size], res[sorted_size];  // the runs
-    alignas(32) double veta[sorted_size], inv_h[sorted_size];  // the expansion's passes
-    idx dest[sorted_size];  // output offsets, in run order
+    idx offsets[chunk];  // output offsets, for two-dimensional layouts only
 };
 
 chunk_scratch& thread_scratch() {
@@ -295,7 +297,15 @@ chunk_scratch& thread_scratch() {
     return *scratch;
 }
 
-static_assert(sizeof(chunk_scratch) < 190 * 1024);
+static_assert(sizeof(chunk_scratch) < 112 * 1024);
+static_assert(keys <= 256 && sorted_size <= 65536, "one-byte keys, two-byte positions");
+
+/// The low bytes of four 64-bit keys, as one 32-bit integer (element j in byte j).
+inline std::uint32_t key_bytes(__m256i k) {
+    const __m256i low = _mm256_permutevar8x32_epi32(k, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_castsi256_si128(low));
+    return static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm_packus_epi16(words, words)));
+}
 
 template <bool kv, class T>
 void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& a, idx begin,
@@ -306,7 +316,7 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     constexpr int streams = 4;  // see below
     chunk_scratch& w = thread_scratch();
     double *vs = w.vs, *xs = w.xs;
-    std::int64_t* key = w.key;
+    std::uint8_t* key = w.key;
     idx* offsets = w.offsets;
     const bool flat = a.cols == 1;
     const double* vp = vs;
@@ -349,9 +359,8 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
             v4 = _mm256_load_pd(vt);
             x4 = _mm256_load_pd(xt);
         }
-        _mm256_store_si256(reinterpret_cast<__m256i*>(key + i),
-                           reflect_and_key<kv>(v4, x4, vs + i));
-        _mm256_store_pd(xs + i, x4);
+        const std::uint32_t k4 = key_bytes(reflect_and_key<kv>(v4, x4, vs + i));
+        std::memcpy(key + i, &k4, 4);
     }
     // Counted in a loop of its own: each load of a key just stored as part of a vector
     // would wait for the store (1.2 ns per element).
@@ -373,24 +382,23 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         start[k + 1] = route_ends ? (at + lanes - 1) / lanes * lanes : at;
     }
     double *sv = w.sv, *sx = w.sx, *res = w.res;
-    idx* dest = w.dest;
     // The positions first, in a loop that stores only to fixed addresses besides the
     // counters: stores to addresses that depend on the counters would hold up every next
     // load of a counter until their addresses are known.
-    int* position = w.position;
+    std::uint16_t* position = w.position;
     static_assert(streams == 4, "the loop below takes one element per stream");
     for (int i = 0; i < whole; i += 4) {
-        position[i] = next[0][key[i]]++;
-        position[i + 1] = next[1][key[i + 1]]++;
-        position[i + 2] = next[2][key[i + 2]]++;
-        position[i + 3] = next[3][key[i + 3]]++;
+        position[i] = static_cast<std::uint16_t>(next[0][key[i]]++);
+        position[i + 1] = static_cast<std::uint16_t>(next[1][key[i + 1]]++);
+        position[i + 2] = static_cast<std::uint16_t>(next[2][key[i + 2]]++);
+        position[i + 3] = static_cast<std::uint16_t>(next[3][key[i + 3]]++);
     }
-    for (int i = whole; i < n; ++i) position[i] = next[i % streams][key[i]]++;
+    for (int i = whole; i < n; ++i)
+        position[i] = static_cast<std::uint16_t>(next[i % streams][key[i]]++);
     for (int i = 0; i < n; ++i) {
         const int p = position[i];
         sv[p] = vs[i];
-        sx[p] = xs[i];
-        dest[p] = flat ? (begin + i) * a.out_row : offsets[i];
+        sx[p] = xp[i];
     }
     int end_of[keys];  // the end of each key's elements, before any padding
     for (int k = 0; k < keys; ++k) {
@@ -405,24 +413,42 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     // reflections made are exact for the scalar functions too).
     for (int p = start[scalar_key]; p < end_of[scalar_key]; ++p) {
         const T vt = static_cast<T>(sv[p]), xt = static_cast<T>(sx[p]);
-        out[dest[p]] = kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt);
+        res[p] = static_cast<double>(kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt));
     }
-    // Pass 4: the routes' runs, and their results back in place.
+    // Pass 4: the routes' runs (the uniform expansion's passes overwrite their arguments).
     for (int k = 0; k < scalar_key;) {
         int last = k;  // the route's last key
         while (last + 1 < scalar_key && route_of(kv, last + 1) == route_of(kv, k)) ++last;
         const int s = start[k], len = start[last + 1] - s;
         if (len > 0) {
             if (k < debye_keys) {
-                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, w.veta + s, w.inv_h + s,
+                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, sv + s, sx + s,
                                  std::make_integer_sequence<int, debye_keys>{});
             } else {
                 small_run<kv>(route_of(kv, k) - debye_keys, sv + s, sx + s, res + s, len);
             }
-            for (int j = k; j <= last; ++j)
-                for (int p = start[j]; p < end_of[j]; ++p) out[dest[p]] = static_cast<T>(res[p]);
         }
         k = last + 1;
+    }
+    // Pass 5: the results back in order, read from their places in the runs.
+    if (flat && a.out_row == 1) {
+        T* o = out + begin;
+        int i = 0;
+        for (; i < whole; i += 4) {
+            const __m128i at = _mm_cvtepu16_epi32(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(position + i)));
+            const __m256d r = _mm256_mask_i32gather_pd(
+                _mm256_setzero_pd(), res, at, _mm256_castsi256_pd(_mm256_set1_epi64x(-1)), 8);
+            if constexpr (std::is_same_v<T, double>) {
+                _mm256_storeu_pd(o + i, r);
+            } else {
+                _mm_storeu_ps(o + i, _mm256_cvtpd_ps(r));
+            }
+        }
+        for (; i < n; ++i) o[i] = static_cast<T>(res[position[i]]);
+    } else {
+        for (int i = 0; i < n; ++i)
+            out[flat ? (begin + i) * a.out_row : offsets[i]] = static_cast<T>(res[position[i]]);
     }
 }
 
