@@ -147,53 +147,74 @@ static_assert(math::debye_terms_log_orders[1] < math::debye_min_order &&
               math::debye_terms_log_orders[2] > math::debye_min_order);
 
 /// Reflects four orders where the reflection is exact (K_{-v} = K_v, I_{-n} = I_n), stores
-/// them in `reflected`, and returns the route keys of the four elements as 64-bit integers.
+/// them in `reflected`, and returns the four orders with NaN where the lanes cannot take the
+/// element (an order still negative, x below 1e-300, NaN), for the keys.
 template <bool kv>
-inline __m256i reflect_and_key(__m256d v, __m256d x, double* reflected) {
-    const __m256d negative = _mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_LT_OQ);
+inline __m256d reflect(__m256d v, __m256d x, double* reflected, __m256d& x_out) {
+    const __m256d zero = _mm256_setzero_pd();
+    const __m256d negative = _mm256_cmp_pd(v, zero, _CMP_LT_OQ);
     const __m256d integer = _mm256_cmp_pd(v, _mm256_floor_pd(v), _CMP_EQ_OQ);
     const __m256d exact = kv ? negative : _mm256_and_pd(negative, integer);
-    v = _mm256_blendv_pd(v, _mm256_sub_pd(_mm256_setzero_pd(), v), exact);
+    v = _mm256_blendv_pd(v, _mm256_sub_pd(zero, v), exact);
     _mm256_store_pd(reflected, v);
-    const auto ge = [](__m256d a, double b) {
-        return _mm256_cmp_pd(a, _mm256_set1_pd(b), _CMP_GE_OQ);
+    const __m256d nan = _mm256_set1_pd(__builtin_nan(""));
+    x_out = _mm256_blendv_pd(x, nan, _mm256_cmp_pd(x, _mm256_set1_pd(1e-300), _CMP_LT_OQ));
+    return _mm256_blendv_pd(v, nan, _mm256_cmp_pd(v, zero, _CMP_LT_OQ));
+}
+
+/// The route keys of eight elements (orders already reflected) as bytes, element j in byte j.
+/// The comparisons run in single precision, eight at a time: an argument within a float's
+/// rounding (6e-8 relative) of an edge may take the key on the other side of it, where the
+/// routes are as accurate (the edges of the term counts and of debye_min_order carry margins
+/// far wider, and every other edge is a choice of speed or of a route valid on both sides).
+/// The lanes take only finite arguments below FLT_MAX; the others (and NaN) get the scalar key.
+template <bool kv>
+inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256d x_hi) {
+    const __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(v_hi), _mm256_cvtpd_ps(v_lo));
+    const __m256 x = _mm256_set_m128(_mm256_cvtpd_ps(x_hi), _mm256_cvtpd_ps(x_lo));
+    const auto ge = [](__m256 a, double b) {
+        return _mm256_cmp_ps(a, _mm256_set1_ps(static_cast<float>(b)), _CMP_GE_OQ);
     };
-    const auto lt = [](__m256d a, double b) {
-        return _mm256_cmp_pd(a, _mm256_set1_pd(b), _CMP_LT_OQ);
+    const auto lt = [](__m256 a, double b) {
+        return _mm256_cmp_ps(a, _mm256_set1_ps(static_cast<float>(b)), _CMP_LT_OQ);
     };
     // A true comparison is all ones, -1 as an integer: counts are sums of comparisons.
-    const auto add = [](__m256i sum, __m256d m) {
-        return _mm256_sub_epi64(sum, _mm256_castpd_si256(m));
+    const auto add = [](__m256i sum, __m256 m) {
+        return _mm256_sub_epi32(sum, _mm256_castps_si256(m));
     };
-    const auto subtract = [](__m256i sum, __m256d m) {
-        return _mm256_add_epi64(sum, _mm256_castpd_si256(m));
+    const auto subtract = [](__m256i sum, __m256 m) {
+        return _mm256_add_epi32(sum, _mm256_castps_si256(m));
     };
-    // NaN fails every comparison and lands on the scalar key.
-    const __m256d valid = _mm256_and_pd(_mm256_and_pd(ge(v, 0.0), lt(v, 1e150)),
-                                        _mm256_and_pd(ge(x, 1e-300), lt(x, 1e150)));
-    const __m256d large = ge(v, math::debye_min_order);
-    const __m256d x_bound = _mm256_mul_pd(x, _mm256_set1_pd(1e8));
-    const __m256d debye = _mm256_and_pd(large, _mm256_cmp_pd(v, x_bound, _CMP_LE_OQ));
+    // NaN fails every comparison and lands on the scalar key; so do infinities (and
+    // arguments that overflow a float).
+    const float big = 3.4028234663852886e38f;
+    const __m256 valid = _mm256_and_ps(_mm256_cmp_ps(v, _mm256_set1_ps(big), _CMP_LE_OQ),
+                                       _mm256_cmp_ps(x, _mm256_set1_ps(big), _CMP_LE_OQ));
+    const __m256 large = ge(v, math::debye_min_order);
+    const __m256 x_bound = _mm256_mul_ps(x, _mm256_set1_ps(1e8f));
+    const __m256 debye = _mm256_and_ps(large, _mm256_cmp_ps(v, x_bound, _CMP_LE_OQ));
     // Terms - 1 = 13 - (thresholds <= v) for the uniform expansion.
-    __m256i debye_key = _mm256_set1_epi64x(debye_keys - 1);
+    __m256i debye_key = _mm256_set1_epi32(debye_keys - 1);
     for (int i = 0; i < debye_thresholds; ++i)
         debye_key = subtract(debye_key, ge(v, math::debye_terms_log_orders[i + 2]));
     // The small-order range (the count of inner edges <= x), then the order group.
     __m256i range = _mm256_setzero_si256();
     for (int i = 1; i < x_ranges && x_edges[kv][i] < inf; ++i)
         range = add(range, ge(x, x_edges[kv][i]));
-    __m256i small_key = _mm256_add_epi64(_mm256_set1_epi64x(small_keys),
-                                         _mm256_slli_epi64(range, 2));
+    __m256i small_key = _mm256_add_epi32(_mm256_set1_epi32(small_keys),
+                                         _mm256_slli_epi32(range, 2));
     static_assert(order_groups == 4, "range * order_groups as a shift");
     for (const double edge : order_group_edges) small_key = add(small_key, ge(v, edge));
-    const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
-    __m256d scalar = _mm256_or_pd(large, _mm256_andnot_pd(valid, all));
-    if (kv) scalar = _mm256_or_pd(scalar, lt(x, x_edges[kv][0]));
-    const __m256d key = _mm256_blendv_pd(
-        _mm256_blendv_pd(_mm256_castsi256_pd(small_key),
-                         _mm256_castsi256_pd(_mm256_set1_epi64x(scalar_key)), scalar),
-        _mm256_castsi256_pd(debye_key), _mm256_and_pd(debye, valid));
-    return _mm256_castpd_si256(key);
+    const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    __m256 scalar = _mm256_or_ps(large, _mm256_andnot_ps(valid, all));
+    if (kv) scalar = _mm256_or_ps(scalar, lt(x, x_edges[kv][0]));
+    const __m256i key = _mm256_castps_si256(_mm256_blendv_ps(
+        _mm256_blendv_ps(_mm256_castsi256_ps(small_key),
+                         _mm256_castsi256_ps(_mm256_set1_epi32(scalar_key)), scalar),
+        _mm256_castsi256_ps(debye_key), _mm256_and_ps(debye, valid)));
+    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(key),
+                                           _mm256_extracti128_si256(key, 1));
+    return static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(words, words)));
 }
 
 // Each route over a run of lane groups, in a function of its own: inlined together they
@@ -282,8 +303,8 @@ constexpr int sorted_size = chunk + (routes + 1) * lanes;
 /// the heap rather than on a stack that may be small: one-byte keys, two-byte positions, no
 /// output offsets for flat layouts, and the expansion's passes over the arguments they read.
 struct chunk_scratch {
-    alignas(32) double vs[chunk + 4], xs[chunk + 4];  // arguments as doubles, in order
-    alignas(32) std::uint8_t key[chunk + 4];
+    alignas(32) double vs[chunk + 8], xs[chunk + 4];  // arguments as doubles, in order
+    alignas(32) std::uint8_t key[chunk + 8];
     alignas(32) std::uint16_t position[chunk + 4];  // each element's place in the runs
     alignas(32) double sv[sorted_size], sx[sorted_size], res[sorted_size];  // the runs
     idx offsets[chunk];  // output offsets, for two-dimensional layouts only
@@ -297,13 +318,6 @@ chunk_scratch& thread_scratch() {
 
 static_assert(sizeof(chunk_scratch) < 224 * 1024);
 static_assert(keys <= 256 && sorted_size <= 65536, "one-byte keys, two-byte positions");
-
-/// The low bytes of four 64-bit keys, as one 32-bit integer (element j in byte j).
-inline std::uint32_t key_bytes(__m256i k) {
-    const __m256i low = _mm256_permutevar8x32_epi32(k, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
-    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_castsi256_si128(low));
-    return static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm_packus_epi16(words, words)));
-}
 
 template <bool kv, class T>
 void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& a, idx begin,
@@ -346,19 +360,23 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     }
     int count[streams][keys] = {};
     const int whole = n / 4 * 4;
-    for (int i = 0; i < n; i += 4) {
-        __m256d v4, x4;
-        if (i < whole) {
-            v4 = _mm256_loadu_pd(vp + i);
-            x4 = _mm256_loadu_pd(xp + i);
-        } else {  // the last, partial quadruple, padded with ones
-            alignas(32) double vt[4] = {1.0, 1.0, 1.0, 1.0}, xt[4] = {1.0, 1.0, 1.0, 1.0};
-            for (int j = i; j < n; ++j) vt[j - i] = vp[j], xt[j - i] = xp[j];
-            v4 = _mm256_load_pd(vt);
-            x4 = _mm256_load_pd(xt);
+    for (int i = 0; i < n; i += 8) {  // pads past n with ones (the padding's keys are unused)
+        alignas(32) double vt[8], xt[8];
+        const double *vq = vp + i, *xq = xp + i;
+        if (i + 8 > n) {
+            for (int j = 0; j < 8; ++j) {
+                vt[j] = i + j < n ? vp[i + j] : 1.0;
+                xt[j] = i + j < n ? xp[i + j] : 1.0;
+            }
+            vq = vt;
+            xq = xt;
         }
-        const std::uint32_t k4 = key_bytes(reflect_and_key<kv>(v4, x4, vs + i));
-        std::memcpy(key + i, &k4, 4);
+        __m256d x_lo, x_hi;
+        const __m256d v_lo = reflect<kv>(_mm256_loadu_pd(vq), _mm256_loadu_pd(xq), vs + i, x_lo);
+        const __m256d v_hi =
+            reflect<kv>(_mm256_loadu_pd(vq + 4), _mm256_loadu_pd(xq + 4), vs + i + 4, x_hi);
+        const std::uint64_t k8 = route_keys<kv>(v_lo, x_lo, v_hi, x_hi);
+        std::memcpy(key + i, &k8, 8);
     }
     // Counted in a loop of its own: each load of a key just stored as part of a vector
     // would wait for the store (1.2 ns per element).
