@@ -401,18 +401,19 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         start[k + 1] = route_ends ? (at + lanes - 1) / lanes * lanes : at;
     }
     double *sv = w.sv, *sx = w.sx, *res = w.res;
-    // The positions first, in a loop that stores only to fixed addresses besides the
-    // counters: stores to addresses that depend on the counters would hold up every next
-    // load of a counter until their addresses are known.
+    // Each element to its stream's next place in its key's run (kept for the way back).
     std::uint16_t* position = w.position;
     const int whole_streams = n / streams * streams;
     for (int i = 0; i < whole_streams; i += streams)
-        for (int j = 0; j < streams; ++j)
-            position[i + j] = static_cast<std::uint16_t>(next[j][key[i + j]]++);
-    for (int i = whole_streams; i < n; ++i)
-        position[i] = static_cast<std::uint16_t>(next[i % streams][key[i]]++);
-    for (int i = 0; i < n; ++i) {
-        const int p = position[i];
+        for (int j = 0; j < streams; ++j) {
+            const int p = next[j][key[i + j]]++;
+            position[i + j] = static_cast<std::uint16_t>(p);
+            sv[p] = vs[i + j];
+            sx[p] = xp[i + j];
+        }
+    for (int i = whole_streams; i < n; ++i) {
+        const int p = next[i % streams][key[i]]++;
+        position[i] = static_cast<std::uint16_t>(p);
         sv[p] = vs[i];
         sx[p] = xp[i];
     }
