@@ -113,6 +113,14 @@ def main() -> None:
     lines += chain("debye_terms_ratio", ratio_v)
     lines += ["", "/// Smallest order at which debye_max_terms terms reach that accuracy.",
               f"constexpr double debye_min_order = {max(ratio_v[-1], log_v[-1]) * 1.0001:.6g};", ""]
+    min_order = max(ratio_v[-1], log_v[-1]) * 1.0001
+    shifted_x = shifted_term_thresholds(u, w, min_order)
+    print("shifted x thresholds", [f"{x:.3g}" for x in shifted_x])
+    lines += ["/// Terms of the u- and w-sums that keep the shifted expansion (orders in",
+              "/// [debye_min_order, debye_min_order + 1)) as accurate as debye_terms_ratio where x >= x_min:",
+              "/// there p = v / hypot(v, x) is bounded away from 1, and the terms shrink faster."]
+    lines += chain("debye_terms_shifted", shifted_x, var="x_min")
+    lines += [""]
     cs = inverse_gamma_taylor(26)
     lines += ["/// 1/Gamma(1 + u) = sum_k c_(k+1) u^k: the even part (k even) and the odd part",
               "/// divided by u, both as Horner forms in u^2 (enough terms for |u| <= 1/2).",
@@ -155,14 +163,48 @@ def term_thresholds(u, w):
     return log_v, ratio_v
 
 
-def chain(name: str, vmins) -> list[str]:
-    """An if-chain returning the fewest terms whose threshold v clears."""
-    lines = [f"CURVKIT_HD constexpr int {name}(double v) {{"]
+def shifted_term_thresholds(u, w, min_order: float):
+    """For each term count K, the smallest x from which K terms keep the u- and w-sums' first
+    omitted terms (at their largest over p in [0, p_max(x)], p_max = (min_order + 1) / hypot(
+    min_order + 1, x)) below tol at every order >= min_order, as term_thresholds does over all
+    p; K = KMAX at every x."""
+    import numpy as np
+
+    fu = [sp.lambdify(P, u[k], "numpy") for k in range(KMAX + 1)]
+    fw = [sp.lambdify(P, w[k], "numpy") for k in range(KMAX + 1)]
+    tol = 1.5e-17
+
+    def enough(K: int, x: float) -> bool:
+        ps = np.linspace(0.0, (min_order + 1) / np.hypot(min_order + 1, x), 20001)
+        if K + 1 > KMAX:
+            return False
+        bound = max(np.max(np.abs(fu[K + 1](ps))), 4 * np.max(np.abs(fw[K + 1](ps))))
+        return bound / min_order ** (K + 1) <= tol
+
+    xs = []
+    for K in range(1, KMAX + 1):
+        if K == KMAX:
+            xs.append(0.0)
+            continue
+        lo, hi = 1.0, 1e12
+        if not enough(K, hi):
+            xs.append(float("inf"))
+            continue
+        for _ in range(80):  # bisection in log x
+            mid = (lo * hi) ** 0.5
+            lo, hi = (lo, mid) if enough(K, mid) else (mid, hi)
+        xs.append(hi * 1.0001)
+    return xs
+
+
+def chain(name: str, vmins, var: str = "v") -> list[str]:
+    """An if-chain returning the fewest terms whose threshold clears."""
+    lines = [f"CURVKIT_HD constexpr int {name}(double {var}) {{"]
     for K, vmin in enumerate(vmins, start=1):
         if K == len(vmins):
             lines.append(f"    return {K};")
-        else:
-            lines.append(f"    if (v >= {vmin:.6g}) return {K};")
+        elif vmin != float("inf"):
+            lines.append(f"    if ({var} >= {vmin:.6g}) return {K};")
     lines.append("}")
     return lines
 

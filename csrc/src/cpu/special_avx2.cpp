@@ -92,7 +92,8 @@ constexpr int lanes = avx2::lanes;
 //   [small_keys, scalar_key): the small-order routes by range of x and, within each range,
 //     by order (their iteration counts change with x, their recurrences and products with
 //     the order, and a group runs as long as its slowest lane): for log I the power series
-//     (up to hankel_min_x, three ranges) and the shifted expansion; for log K Temme's series
+//     (up to hankel_min_x, three ranges) and the shifted expansion (three ranges, each with
+//     its own term count); for log K Temme's series
 //     (up to temme_max_x_lanes, four ranges), Steed's fraction with the Wronskian (up to
 //     wronskian_max_x, eight ranges) and with its normalising sum (four);
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
@@ -128,7 +129,7 @@ constexpr double inf = __builtin_inf();
 /// The edges of the small-order x ranges: range r is [edge[r], edge[r + 1]); x below the
 /// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
 constexpr double x_edges[2][x_ranges + 1] = {
-    {0.0, 1.5, 6.0, math::hankel_min_x, inf, inf, inf, inf, inf, inf, inf, inf, inf, inf, inf,
+    {0.0, 1.5, 6.0, math::hankel_min_x, 36.0, 69.0, inf, inf, inf, inf, inf, inf, inf, inf, inf,
      inf, inf},
     {temme_min_x_lanes, 0.01, 0.1, 0.3, temme_max_x_lanes, 1.0, 1.4, 1.75, 2.5, 3.2, 4.0, 5.0,
      wronskian_max_x, 8.0, 10.0, 14.0, inf}};
@@ -137,6 +138,14 @@ constexpr double x_edges[2][x_ranges + 1] = {
 constexpr int first_steed_range = 4;
 constexpr int first_sum_range = 12;
 constexpr int first_shifted_range = 3;
+/// log I's shifted expansion takes fewer terms where x is larger (debye_terms_shifted): each
+/// of its x ranges is a route of its own, with the term count of its smallest x.
+constexpr int shifted_ranges = 3;
+constexpr int shifted_terms(int r) {
+    return math::debye_terms_shifted(x_edges[0][first_shifted_range + r]);
+}
+static_assert(x_edges[0][first_shifted_range + shifted_ranges] == inf &&
+              shifted_terms(0) == math::debye_max_terms && shifted_terms(2) == 10);
 static_assert(x_edges[1][first_steed_range] == temme_max_x_lanes);
 static_assert(x_edges[0][first_shifted_range] == math::hankel_min_x);
 static_assert(x_edges[1][first_sum_range] == wronskian_max_x);
@@ -248,9 +257,10 @@ template <int terms, bool kv>
 [[gnu::noinline, gnu::flatten]] void series_lanes(const double* v, const double* x, double* out) {
     math::series_log_iv(vd::load(v), vd::load(x)).store(out);
 }
+template <int terms>
 [[gnu::noinline, gnu::flatten]] void shifted_lanes(const double* v, const double* x, double* out) {
     vd ratio;
-    math::shifted_debye_log_iv(vd::load(v), vd::load(x), ratio).store(out);
+    math::shifted_debye_log_iv(vd::load(v), vd::load(x), ratio, terms).store(out);
 }
 [[gnu::noinline, gnu::flatten]] void temme_lanes(const double* v, const double* x, double* out) {
     vd ratio;
@@ -263,24 +273,33 @@ template <bool with_sum>
 }
 
 /// The route of a lane key: the key itself for the uniform expansion, and for the small
-/// orders one of debye_keys + 0, 1, 2 (log I: the series, the shifted expansion; log K:
-/// Temme's series, Steed's fraction with the Wronskian, with its normalising sum).
+/// orders debye_keys + 0, 1, 2 for log K (Temme's series, Steed's fraction with the
+/// Wronskian, with its normalising sum) and debye_keys + 0 (the series), 1 + r (the shifted
+/// expansion's x range r) for log I.
 constexpr int route_of(bool kv, int key) {
     if (key < debye_keys) return key;
     const int range = (key - small_keys) / order_groups;
     if (kv) return debye_keys + (range < first_steed_range ? 0 : range < first_sum_range ? 1 : 2);
-    return debye_keys + (range < first_shifted_range ? 0 : 1);
+    return debye_keys + (range < first_shifted_range ? 0 : 1 + range - first_shifted_range);
+}
+
+using group_fn = void (*)(const double*, const double*, double*);
+template <int... r>
+constexpr group_fn shifted_lanes_of(int range, std::integer_sequence<int, r...>) {
+    constexpr group_fn fns[] = {shifted_lanes<shifted_terms(r)>...};
+    return fns[range];
 }
 
 /// A small-order route over a run of lane groups.
 template <bool kv>
 void small_run(int route, const double* v, const double* x, double* out, int n) {
-    using group_fn = void (*)(const double*, const double*, double*);
     group_fn f;
     if constexpr (kv) {
         f = route == 0 ? temme_lanes : route == 1 ? steed_lanes<false> : steed_lanes<true>;
     } else {
-        f = route == 0 ? series_lanes : shifted_lanes;
+        f = route == 0 ? series_lanes
+                       : shifted_lanes_of(route - 1,
+                                          std::make_integer_sequence<int, shifted_ranges>{});
     }
     for (int g = 0; g < n; g += lanes) f(v + g, x + g, out + g);
 }
@@ -295,8 +314,7 @@ void debye_run_of(int key, const double* v, const double* x, double* out, int n,
 
 /// The routes' runs with their padding: at most lanes - 1 elements after each route's run
 /// (and after the scalar elements).
-constexpr int routes = route_of(true, scalar_key - 1) + 1;
-static_assert(route_of(false, scalar_key - 1) < routes);
+constexpr int routes = std::max(route_of(true, scalar_key - 1), route_of(false, scalar_key - 1)) + 1;
 constexpr int sorted_size = chunk + (routes + 1) * lanes;
 
 /// A chunk's working arrays (211 kB, within a core's second-level cache), kept per thread on

@@ -155,14 +155,14 @@ CURVKIT_HD double debye_dlog_kv(double v, double x) {
 /// log I_v(x) and I_{v+1}(x) / I_v(x) for 0 <= v < debye_min_order, x >= 1, from the uniform expansion
 /// at order N = v + m >= debye_min_order and m steps of the backward recurrence of the ratio
 /// R_nu = I_{nu+1} / I_nu, R_{nu-1} = 1 / (R_nu + 2 nu / x): every term positive, each step
-/// damps the error it inherits, and log I_v = log I_N - sum log R.
+/// damps the error it inherits, and log I_v = log I_N - sum log R. n terms of the sums: at
+/// N < debye_min_order + 1 < 23.5 the ratio needs all the tabulated terms, and fewer only
+/// where x is large (debye_terms_shifted).
 template <class R>
-CURVKIT_HD R shifted_debye_log_iv(R v, R x, R& ratio) {
+CURVKIT_HD R shifted_debye_log_iv(R v, R x, R& ratio, int n = debye_max_terms) {
     const R m = ceil(debye_min_order - v);
     const R big = v + m;
     const debye_point<R> d = debye_at(big, x);
-    // N < debye_min_order + 1 < 23.5, where the ratio needs all the tabulated terms.
-    const int n = debye_max_terms;
     const R u = 1.0 + debye_u_series(d.inv_h, d.p2, n);
     const R w = debye_w_series(d.inv_h, d.p2, n);
     const R r = x / (d.h + big) + x * d.inv_h * (w / u);  // R_N

@@ -152,6 +152,28 @@ CURVKIT_HD constexpr int debye_terms_ratio(double v) {
 /// Smallest order at which debye_max_terms terms reach that accuracy.
 constexpr double debye_min_order = 21.3902;
 
+/// Terms of the u- and w-sums that keep the shifted expansion (orders in
+/// [debye_min_order, debye_min_order + 1)) as accurate as debye_terms_ratio where x >= x_min:
+/// there p = v / hypot(v, x) is bounded away from 1, and the terms shrink faster.
+CURVKIT_HD constexpr int debye_terms_shifted(double x_min) {
+    if (x_min >= 2.34084e+08) return 1;
+    if (x_min >= 377457) return 2;
+    if (x_min >= 16927.1) return 3;
+    if (x_min >= 2789.33) return 4;
+    if (x_min >= 866.987) return 5;
+    if (x_min >= 376.514) return 6;
+    if (x_min >= 164.821) return 7;
+    if (x_min >= 132.507) return 8;
+    if (x_min >= 95.2658) return 9;
+    if (x_min >= 68.8284) return 10;
+    if (x_min >= 48.6912) return 11;
+    if (x_min >= 44.4435) return 12;
+    if (x_min >= 35.7988) return 13;
+    if (x_min >= 28.9384) return 14;
+    if (x_min >= 20.4523) return 15;
+    return 16;
+}
+
 /// 1/Gamma(1 + u) = sum_k c_(k+1) u^k: the even part (k even) and the odd part
 /// divided by u, both as Horner forms in u^2 (enough terms for |u| <= 1/2).
 template <class R>
