@@ -113,6 +113,13 @@ def main() -> None:
     lines += chain("debye_terms_ratio", ratio_v)
     lines += ["", "/// Smallest order at which debye_max_terms terms reach that accuracy.",
               f"constexpr double debye_min_order = {max(ratio_v[-1], log_v[-1]) * 1.0001:.6g};", ""]
+    near_scale, near_max = near_order_scale(u, log_v)
+    print("near scale", near_scale, "below", near_max)
+    lines += ["/// Where x <= v / 5 (p >= 0.98) the u-sum's terms are smaller than their bounds over all p:",
+              "/// at orders below debye_near_max_order, debye_terms_log(debye_near_scale * v) terms keep",
+              "/// its truncation error as small.",
+              f"constexpr double debye_near_scale = {near_scale!r};",
+              f"constexpr double debye_near_max_order = {near_max!r};", ""]
     min_order = max(ratio_v[-1], log_v[-1]) * 1.0001
     shifted_x = shifted_term_thresholds(u, w, min_order)
     print("shifted x thresholds", [f"{x:.3g}" for x in shifted_x])
@@ -161,6 +168,27 @@ def term_thresholds(u, w):
     log_v = [(bu[K + 1] / tol) ** (1.0 / (K + 1)) for K in range(1, KMAX + 1)]
     ratio_v = [(max(bu[K + 1], 4 * bw[K + 1]) / tol) ** (1.0 / (K + 1)) for K in range(1, KMAX + 1)]
     return log_v, ratio_v
+
+
+def near_order_scale(u, log_v):
+    """The largest s (two digits, rounded down) such that s v >= log_v[K - 1] implies that K
+    terms keep the first omitted term below tol over p in [p0, 1], p0 = 1 / sqrt(1 + 1/25)
+    (x <= v / 5), for every K >= 4; and the order below which s v stays under log_v[2] (so
+    that only those K decide)."""
+    import math
+
+    import numpy as np
+
+    ps = np.linspace(1.0 / math.sqrt(1.0 + 0.04), 1.0, 20001)
+    bu = [0.0]
+    for k in range(1, KMAX + 1):
+        bu.append(float(np.max(np.abs(sp.lambdify(P, u[k], "numpy")(ps)))))
+    bu.append(bu[-1] ** 2 / bu[-2])
+    tol = 1.5e-17
+    near_v = [(bu[K + 1] / tol) ** (1.0 / (K + 1)) for K in range(1, KMAX + 1)]
+    ratio = max(near_v[K - 1] / log_v[K - 1] for K in range(4, KMAX + 1))
+    scale = math.floor(100.0 / ratio) / 100.0
+    return scale, float(math.floor(log_v[2] / scale))
 
 
 def shifted_term_thresholds(u, w, min_order: float):

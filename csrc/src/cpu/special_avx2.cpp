@@ -88,7 +88,8 @@ constexpr int lanes = avx2::lanes;
 // Each element gets a route key, and a counting sort makes each key's elements contiguous,
 // so that every lane group runs one route with lanes of similar cost. Keys:
 //   [0, debye_keys): the uniform expansion with key + 1 terms, the count its order needs
-//     (debye_terms_log), so that a lane's result depends on its own order only;
+//     (debye_terms_log; where x <= v / 5, at debye_near_scale times its order), so that a
+//     lane's result depends on its own arguments only;
 //   [small_keys, scalar_key): the small-order routes by range of x and, within each range,
 //     by order (their iteration counts change with x, their recurrences and products with
 //     the order, and a group runs as long as its slowest lane): for log I the power series
@@ -202,10 +203,16 @@ inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256
     const __m256 large = ge(v, math::debye_min_order);
     const __m256 x_bound = _mm256_mul_ps(x, _mm256_set1_ps(1e8f));
     const __m256 debye = _mm256_and_ps(large, _mm256_cmp_ps(v, x_bound, _CMP_LE_OQ));
-    // Terms - 1 = 13 - (thresholds <= v) for the uniform expansion.
+    // Terms - 1 = 13 - (thresholds <= v) for the uniform expansion, at a larger order where
+    // x <= v / 5 (debye_near_scale).
+    const __m256 near = _mm256_and_ps(_mm256_cmp_ps(_mm256_mul_ps(x, _mm256_set1_ps(5.0f)), v,
+                                                    _CMP_LE_OQ),
+                                      lt(v, math::debye_near_max_order));
+    const __m256 v_terms =
+        _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(math::debye_near_scale)), near);
     __m256i debye_key = _mm256_set1_epi32(debye_keys - 1);
     for (int i = 0; i < debye_thresholds; ++i)
-        debye_key = subtract(debye_key, ge(v, math::debye_terms_log_orders[i + 2]));
+        debye_key = subtract(debye_key, ge(v_terms, math::debye_terms_log_orders[i + 2]));
     // The small-order range (the count of inner edges <= x), then the order group.
     __m256i range = _mm256_setzero_si256();
     for (int i = 1; i < x_ranges && x_edges[kv][i] < inf; ++i)

@@ -152,6 +152,12 @@ CURVKIT_HD constexpr int debye_terms_ratio(double v) {
 /// Smallest order at which debye_max_terms terms reach that accuracy.
 constexpr double debye_min_order = 21.3902;
 
+/// Where x <= v / 5 (p >= 0.98) the u-sum's terms are smaller than their bounds over all p:
+/// at orders below debye_near_max_order, debye_terms_log(debye_near_scale * v) terms keep
+/// its truncation error as small.
+constexpr double debye_near_scale = 1.28;
+constexpr double debye_near_max_order = 4730.0;
+
 /// Terms of the u- and w-sums that keep the shifted expansion (orders in
 /// [debye_min_order, debye_min_order + 1)) as accurate as debye_terms_ratio where x >= x_min:
 /// there p = v / hypot(v, x) is bounded away from 1, and the terms shrink faster.
