@@ -6,7 +6,7 @@
 // and Steed's fraction of log K. The runs go through SIMD lanes on the same templated code
 // as the scalar functions (with two lane-only forms: Temme's series up to x = 0.7, and the
 // forward recurrence of K's ratios without divisions); the few other elements (zero,
-// infinite, negative or subnormal arguments, tiny x for small-order K, v > 1e8 x) take the
+// infinite, negative or subnormal arguments, tiny x for small-order K, v > 1e30 x) take the
 // scalar routes, compiled here with FMA. This file is built with -mavx2 -mfma and runs only
 // where the CPU has both (see isa.hpp).
 #include "cpu/special_avx2.hpp"
@@ -32,7 +32,7 @@ namespace curvkit::cpu {
 namespace avx2 {
 
 // The two scalar helpers of the uniform expansion whose branches guard ranges the vector
-// routes never see (orders and arguments below 1e150, v <= 1e8 x).
+// routes never see (orders and arguments below FLT_MAX, v <= 1e30 x).
 CURVKIT_SIMD_INLINE vd debye_hypot(vd v, vd x) { return sqrt(madd(v, v, x * x)); }
 // Temme's lanes only see x >= temme_min_x_lanes, where the product's error is representable.
 CURVKIT_SIMD_INLINE vd log_two_over_minus_gamma(vd x) {
@@ -40,7 +40,8 @@ CURVKIT_SIMD_INLINE vd log_two_over_minus_gamma(vd x) {
 }
 CURVKIT_SIMD_INLINE vd asinh_ratio(vd v, vd x, vd h) {
     // asinh(w) = log1p(w + w^2 / (1 + sqrt(1 + w^2))), w = v / x, sqrt(1 + w^2) = h / x:
-    // the argument is v (x + h + v) / (x (x + h)), one division.
+    // the argument is v (x + h + v) / (x (x + h)), one division; it stays below 3e30 for
+    // v <= 1e30 x (near 2 v / x where v >> x, whose logarithm log(2 w) + 1 / (4 w^2) it is).
     const vd xh = x + h;
     return log1p(v * (xh + v) / (x * xh));
 }
@@ -98,7 +99,7 @@ constexpr int lanes = avx2::lanes;
 //     (up to temme_max_x_lanes, four ranges), Steed's fraction with the Wronskian (up to
 //     wronskian_max_x, eight ranges) and with its normalising sum (four);
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
-//     subnormal arguments, tiny x for small-order K, v > 1e8 x), left to the scalar routes.
+//     subnormal arguments, tiny x for small-order K, v > 1e30 x), left to the scalar routes.
 // The keys of one route (a small-order route's ranges and order groups) form one run, padded
 // to whole lane groups at its end only: a group that spans two of its keys costs the more
 // expensive one, but its lanes' results do not change.
@@ -201,7 +202,7 @@ inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256
     const __m256 valid = _mm256_and_ps(_mm256_cmp_ps(v, _mm256_set1_ps(big), _CMP_LE_OQ),
                                        _mm256_cmp_ps(x, _mm256_set1_ps(big), _CMP_LE_OQ));
     const __m256 large = ge(v, math::debye_min_order);
-    const __m256 x_bound = _mm256_mul_ps(x, _mm256_set1_ps(1e8f));
+    const __m256 x_bound = _mm256_mul_ps(x, _mm256_set1_ps(1e30f));
     const __m256 debye = _mm256_and_ps(large, _mm256_cmp_ps(v, x_bound, _CMP_LE_OQ));
     // Terms - 1 = 13 - (thresholds <= v) for the uniform expansion, at a larger order where
     // x <= v / 5 (debye_near_scale).
