@@ -155,6 +155,19 @@ CURVKIT_SIMD_INLINE void split_exponent(__m256d x, __m256d& m, __m256d& e) {
     e = _mm256_sub_pd(biased, bias);
 }
 
+/// 2^-e for positive, finite, normal lanes x = 2^e m, m in [1, 2): exact, for rescaling.
+CURVKIT_SIMD_INLINE vd power_of_two_below(vd x) {
+    return each(
+        [](__m256d p) {
+            const __m256i biased = _mm256_and_si256(_mm256_castpd_si256(p),
+                                                    _mm256_set1_epi64x(0x7FF0000000000000LL));
+            // 2^-e has the biased exponent 2046 - biased(x).
+            return _mm256_castsi256_pd(
+                _mm256_sub_epi64(_mm256_set1_epi64x(0x7FE0000000000000LL), biased));
+        },
+        x);
+}
+
 /// Natural logarithm of positive, finite, normal lanes, within an ulp. x = 2^e m with m in
 /// [sqrt(1/2), sqrt(2)); f = m - 1 is exact, s = f / (2 + f), and
 /// log(1 + f) = 2 atanh(s) = 2s + s R(s^2) = f - s (f - R), R = sum_j 2 s^(2j) / (2j + 1),
