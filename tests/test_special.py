@@ -139,6 +139,39 @@ def test_log_kv_small_order_below_1_random_points():
     assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
 
 
+def test_log_kv_small_order_wronskian_range_random_points():
+    # 0.7 <= x < 6 at small order: in the CPU's lanes Steed's fraction for K_{u+1}/K_u, the
+    # power series of I_u and the continued fraction for I_{u+1}/I_u (as continuants there),
+    # joined by the Wronskian, then the forward recurrence.
+    mp = pytest.importorskip("mpmath")
+
+    rng = np.random.default_rng(12)
+    v = np.concatenate([rng.uniform(0, 1.5, 600), rng.uniform(0, 21.3, 600)])
+    x = np.exp(rng.uniform(np.log(0.7), np.log(6.0), v.size))
+    with mp.workdps(40):
+        r = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
+    err = _scaled_ulps(special.log_kv(v, x), r, v, x)
+    i = np.argmax(err)
+    assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+
+
+def test_log_bessel_order_far_above_argument_random_points():
+    # v from 1e8 x to 1e30 x (x down to 1e-26): the uniform expansion at p ~ 1, where the
+    # scalar kernels take asinh(v / x) as log(2 v / x) and the CPU's lanes keep its log1p form.
+    mp = pytest.importorskip("mpmath")
+
+    rng = np.random.default_rng(13)
+    v = np.exp(rng.uniform(np.log(21.4), np.log(1e4), 400))
+    x = v / np.exp(rng.uniform(np.log(1e8), np.log(1e30), v.size))
+    with mp.workdps(40):
+        ri = np.array([float(mp.log(mp.besseli(a, b))) for a, b in zip(v, x)])
+        rk = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
+    for got, r in ((special.log_iv(v, x), ri), (special.log_kv(v, x), rk)):
+        err = _scaled_ulps(got, r, v, x)
+        i = np.argmax(err)
+        assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+
+
 @pytest.mark.gpu
 def test_gpu_log_kv_small_order_small_x_random_points():
     import cupy as cp
