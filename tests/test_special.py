@@ -155,6 +155,24 @@ def test_log_kv_small_order_wronskian_range_random_points():
     assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
 
 
+def test_log_bessel_small_order_large_x_random_points():
+    # x >= 20 at small order: in the CPU's lanes the shifted uniform expansion (16, 13 or 10
+    # terms as x passes 36 and 69) and, for orders below 5.5 from x = 36 on, Hankel's
+    # expansion; the scalar kernels try Hankel's expansion with its truncation test first.
+    mp = pytest.importorskip("mpmath")
+
+    rng = np.random.default_rng(14)
+    v = np.concatenate([rng.uniform(0, 5.5, 300), rng.uniform(0, 21.3, 300)])
+    x = np.exp(rng.uniform(np.log(20.0), np.log(1e4), v.size))
+    with mp.workdps(40):
+        ri = np.array([float(mp.log(mp.besseli(a, b))) for a, b in zip(v, x)])
+        rk = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
+    for got, r in ((special.log_iv(v, x), ri), (special.log_kv(v, x), rk)):
+        err = _scaled_ulps(got, r, v, x)
+        i = np.argmax(err)
+        assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+
+
 def test_log_bessel_order_far_above_argument_random_points():
     # v from 1e8 x to 1e30 x (x down to 1e-26): the uniform expansion at p ~ 1, where the
     # scalar kernels take asinh(v / x) as log(2 v / x) and the CPU's lanes keep its log1p form.

@@ -140,7 +140,8 @@ constexpr int lanes = avx2::lanes;
 //     (up to hankel_min_x, three ranges) and the shifted expansion (three ranges, each with
 //     its own term count); for log K Temme's series
 //     (up to temme_max_x_lanes, four ranges), Steed's fraction with the Wronskian (up to
-//     wronskian_max_x, eight ranges) and with its normalising sum (four);
+//     wronskian_max_x, eight ranges) and with its normalising sum (four); for both, orders
+//     below 5.5 from x = hankel_min_x_lanes on take Hankel's expansion;
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
 //     subnormal arguments, tiny x for small-order K, v > 1e30 x), left to the scalar routes.
 // The keys of one route (a small-order route's ranges and order groups) form one run, padded
@@ -171,13 +172,15 @@ constexpr double temme_max_x_lanes = 0.7;
 constexpr double wronskian_max_x = 6.0;
 
 constexpr double inf = __builtin_inf();
+/// From this x on, orders below 5.5 (the first order group) take Hankel's expansion in lanes.
+constexpr double hankel_min_x_lanes = 36.0;
 /// The edges of the small-order x ranges: range r is [edge[r], edge[r + 1]); x below the
 /// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
 constexpr double x_edges[2][x_ranges + 1] = {
-    {0.0, 1.5, 6.0, math::hankel_min_x, 36.0, 69.0, inf, inf, inf, inf, inf, inf, inf, inf, inf,
-     inf, inf},
+    {0.0, 1.5, 6.0, math::hankel_min_x, hankel_min_x_lanes, 69.0, inf, inf, inf, inf, inf, inf,
+     inf, inf, inf, inf, inf},
     {temme_min_x_lanes, 0.01, 0.1, 0.3, temme_max_x_lanes, 1.0, 1.4, 1.75, 2.5, 3.2, 4.0, 5.0,
-     wronskian_max_x, 8.0, 10.0, 14.0, inf}};
+     wronskian_max_x, 8.0, 12.0, hankel_min_x_lanes, inf}};
 /// The first x range of log K whose lanes take Steed's fraction, and the first with its
 /// normalising sum; the first x range of log I past the series.
 constexpr int first_steed_range = 4;
@@ -194,6 +197,9 @@ static_assert(x_edges[0][first_shifted_range + shifted_ranges] == inf &&
 static_assert(x_edges[1][first_steed_range] == temme_max_x_lanes);
 static_assert(x_edges[0][first_shifted_range] == math::hankel_min_x);
 static_assert(x_edges[1][first_sum_range] == wronskian_max_x);
+constexpr int hankel_range[2] = {first_shifted_range + 1, x_ranges - 1};
+static_assert(x_edges[0][hankel_range[0]] == hankel_min_x_lanes &&
+              x_edges[1][hankel_range[1]] == hankel_min_x_lanes && order_group_edges[0] == 5.5);
 
 /// The uniform expansion's thresholds that can change the term count above debye_min_order.
 constexpr int debye_thresholds = 13;
@@ -323,13 +329,41 @@ template <bool with_sum>
     math::steed_log_kv(vd::load(v), vd::load(x), with_sum, ratio).store(out);
 }
 
+/// Hankel's large-argument expansion (device::detail::hankel_sum) in lanes, without its
+/// truncation test: the keys send it only orders below 5.5 with x >= hankel_min_x_lanes, where
+/// the terms shrink from the first ((4 v^2 - 1) / (8 x) < 0.42) to below the rounding level
+/// within 15 terms, long before they would turn to grow (near k = 2x), and none exceeds the
+/// sum: the test always passes there (checked on a grid of orders and arguments). The
+/// exponentially small part it omits (e^-2x relative, for I) is below 1e-31.
+template <bool kv>
+[[gnu::noinline, gnu::flatten]] void hankel_lanes(const double* v, const double* x, double* out) {
+    const vd vv = vd::load(v), xx = vd::load(x);
+    const vd mu = 4.0 * vv * vv;
+    const vd step = (kv ? 0.125 : -0.125) / xx;  // the terms alternate for I
+    vd term = 1.0, sum = 1.0;
+    avx2::vm active = xx > vd(0.0);
+    for (int k = 1; k < 100; ++k) {
+        const double odd = 2.0 * k - 1.0;
+        term = term * ((mu - odd * odd) * step) * (1.0 / k);
+        const avx2::vm done = fabs(term) <= 0.5 * math::bessel_eps * fabs(sum);
+        sum = select(active, sum + term, sum);
+        active = and_not(active, done);
+        if (!any_lane(active)) break;
+    }
+    // log(sum / sqrt(x)) as half of one logarithm.
+    const vd half_log = 0.5 * log(sum * sum / xx);
+    (kv ? math::half_ln_pi_over_2 - xx + half_log : xx - math::half_ln_2pi + half_log).store(out);
+}
+
 /// The route of a lane key: the key itself for the uniform expansion, and for the small
 /// orders debye_keys + 0, 1, 2 for log K (Temme's series, Steed's fraction with the
 /// Wronskian, with its normalising sum) and debye_keys + 0 (the series), 1 + r (the shifted
 /// expansion's x range r) for log I.
+constexpr int hankel_route = debye_keys + 1 + shifted_ranges;  // for log I and log K
 constexpr int route_of(bool kv, int key) {
     if (key < debye_keys) return key;
-    const int range = (key - small_keys) / order_groups;
+    const int range = (key - small_keys) / order_groups, group = (key - small_keys) % order_groups;
+    if (group == 0 && range >= hankel_range[kv]) return hankel_route;
     if (kv) return debye_keys + (range < first_steed_range ? 0 : range < first_sum_range ? 1 : 2);
     return debye_keys + (range < first_shifted_range ? 0 : 1 + range - first_shifted_range);
 }
@@ -345,7 +379,9 @@ constexpr group_fn shifted_lanes_of(int range, std::integer_sequence<int, r...>)
 template <bool kv>
 void small_run(int route, const double* v, const double* x, double* out, int n) {
     group_fn f;
-    if constexpr (kv) {
+    if (route == hankel_route - debye_keys) {
+        f = hankel_lanes<kv>;
+    } else if constexpr (kv) {
         f = route == 0 ? temme_lanes : route == 1 ? steed_lanes<false> : steed_lanes<true>;
     } else {
         f = route == 0 ? series_lanes
@@ -363,10 +399,14 @@ void debye_run_of(int key, const double* v, const double* x, double* out, int n,
     runs[key](v, x, out, n, veta, inv_h);
 }
 
-/// The routes' runs with their padding: at most lanes - 1 elements after each route's run
-/// (and after the scalar elements).
-constexpr int routes = std::max(route_of(true, scalar_key - 1), route_of(false, scalar_key - 1)) + 1;
-constexpr int sorted_size = chunk + (routes + 1) * lanes;
+/// The runs of keys with one route (a route may own several), each padded by at most
+/// lanes - 1 elements (and the scalar elements after them).
+constexpr int runs_of(bool kv) {
+    int runs = 1;
+    for (int k = 1; k < scalar_key; ++k) runs += route_of(kv, k) != route_of(kv, k - 1);
+    return runs;
+}
+constexpr int sorted_size = chunk + (std::max(runs_of(false), runs_of(true)) + 1) * lanes;
 
 /// A chunk's working arrays (211 kB, within a core's second-level cache), kept per thread on
 /// the heap rather than on a stack that may be small: one-byte keys, two-byte positions, no
