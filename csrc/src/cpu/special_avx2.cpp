@@ -140,11 +140,11 @@ constexpr int lanes = avx2::lanes;
 //   [small_keys, scalar_key): the small-order routes by range of x and, within each range,
 //     by order (their iteration counts change with x, their recurrences and products with
 //     the order, and a group runs as long as its slowest lane): for log I the power series
-//     (up to hankel_min_x, three ranges) and the shifted expansion (three ranges, each with
+//     (up to hankel_min_x, three ranges) and the shifted expansion (four ranges, each with
 //     its own term count); for log K Temme's series (up to temme_max_x_lanes, four ranges),
 //     Steed's fraction with the Wronskian (up to wronskian_max_x, nine ranges) and with its
-//     normalising sum (two); for both, orders below 5.5 from x = hankel_min_x_lanes on take
-//     Hankel's expansion;
+//     normalising sum (three); for both, orders below 5.5 from x = hankel_min_x_lanes on and
+//     below 10.5 from hankel_min_x_lanes_2 on take Hankel's expansion;
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
 //     subnormal arguments, tiny x for small-order K, v > 1e30 x), left to the scalar routes.
 // The keys of one route (a small-order route's ranges and order groups) form one run, padded
@@ -177,15 +177,16 @@ constexpr double temme_max_x_lanes = 0.7;
 constexpr double wronskian_max_x = math::hankel_min_x;
 
 constexpr double inf = __builtin_inf();
-/// From this x on, orders below 5.5 (the first order group) take Hankel's expansion in lanes.
-constexpr double hankel_min_x_lanes = 36.0;
+/// From these x on, orders below 5.5 (the first order group) and below 10.5 (the second)
+/// take Hankel's expansion in lanes.
+constexpr double hankel_min_x_lanes = 36.0, hankel_min_x_lanes_2 = 100.0;
 /// The edges of the small-order x ranges: range r is [edge[r], edge[r + 1]); x below the
 /// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
 constexpr double x_edges[2][x_ranges + 1] = {
-    {0.0, 1.5, 6.0, math::hankel_min_x, hankel_min_x_lanes, 69.0, inf, inf, inf, inf, inf, inf,
-     inf, inf, inf, inf, inf},
+    {0.0, 1.5, 6.0, math::hankel_min_x, hankel_min_x_lanes, 69.0, hankel_min_x_lanes_2, inf, inf,
+     inf, inf, inf, inf, inf, inf, inf, inf},
     {temme_min_x_lanes, 0.01, 0.1, 0.3, temme_max_x_lanes, 1.0, 1.4, 2.0, 3.0, 4.0, 6.0, 8.0,
-     12.0, wronskian_max_x, hankel_min_x_lanes, inf, inf}};
+     12.0, wronskian_max_x, hankel_min_x_lanes, hankel_min_x_lanes_2, inf}};
 /// The first x range of log K whose lanes take Steed's fraction, and the first with its
 /// normalising sum; the first x range of log I past the series.
 constexpr int first_steed_range = 4;
@@ -193,18 +194,24 @@ constexpr int first_sum_range = 13;
 constexpr int first_shifted_range = 3;
 /// log I's shifted expansion takes fewer terms where x is larger (debye_terms_shifted): each
 /// of its x ranges is a route of its own, with the term count of its smallest x.
-constexpr int shifted_ranges = 3;
+constexpr int shifted_ranges = 4;
 constexpr int shifted_terms(int r) {
     return math::debye_terms_shifted(x_edges[0][first_shifted_range + r]);
 }
 static_assert(x_edges[0][first_shifted_range + shifted_ranges] == inf &&
-              shifted_terms(0) == math::debye_max_terms && shifted_terms(2) == 10);
+              shifted_terms(0) == math::debye_max_terms && shifted_terms(2) == 10 &&
+              shifted_terms(3) == 9);
 static_assert(x_edges[1][first_steed_range] == temme_max_x_lanes);
 static_assert(x_edges[0][first_shifted_range] == math::hankel_min_x);
 static_assert(x_edges[1][first_sum_range] == wronskian_max_x);
-constexpr int hankel_range[2] = {first_shifted_range + 1, first_sum_range + 1};
-static_assert(x_edges[0][hankel_range[0]] == hankel_min_x_lanes &&
-              x_edges[1][hankel_range[1]] == hankel_min_x_lanes && order_group_edges[0] == 5.5);
+/// The first x ranges of Hankel's lanes for the first and the second order group.
+constexpr int hankel_range[2][2] = {{first_shifted_range + 1, first_shifted_range + 3},
+                                    {first_sum_range + 1, first_sum_range + 2}};
+static_assert(x_edges[0][hankel_range[0][0]] == hankel_min_x_lanes &&
+              x_edges[1][hankel_range[1][0]] == hankel_min_x_lanes &&
+              x_edges[0][hankel_range[0][1]] == hankel_min_x_lanes_2 &&
+              x_edges[1][hankel_range[1][1]] == hankel_min_x_lanes_2 &&
+              order_group_edges[0] == 5.5 && order_group_edges[1] == 10.5);
 
 /// The uniform expansion's thresholds that can change the term count above debye_min_order.
 constexpr int debye_thresholds = 13;
@@ -335,12 +342,13 @@ template <bool with_sum>
 }
 
 /// Hankel's large-argument expansion (device::detail::hankel_sum) in lanes, without its
-/// truncation test: the keys send it only orders below 5.5 with x >= hankel_min_x_lanes, where
-/// the terms shrink from the first ((4 v^2 - 1) / (8 x) < 0.42) to below the rounding level
-/// within 15 terms, long before they would turn to grow (near k = 2x), and none exceeds the
-/// sum: the test always passes there (checked on a grid of 900,000 orders and arguments up
-/// to FLT_MAX, both signs of the terms). The
-/// exponentially small part it omits (e^-2x relative, for I) is below 1e-31.
+/// truncation test: the keys send it only orders below 5.5 with x >= hankel_min_x_lanes and
+/// below 10.5 with x >= hankel_min_x_lanes_2, where the terms shrink from the first
+/// ((4 v^2 - 1) / (8 x) < 0.42, 0.55) to below the rounding level within 15 terms, long
+/// before they would turn to grow (near k = 2x), and none exceeds the sum: the test always
+/// passes there (checked on grids of 900,000 and 145,000 orders and arguments up to
+/// FLT_MAX, both signs of the terms). The exponentially small part it omits (e^-2x
+/// relative, for I) is below 1e-31.
 template <bool kv>
 [[gnu::noinline, gnu::flatten]] void hankel_lanes(const double* v, const double* x, double* out) {
     const vd vv = vd::load(v), xx = vd::load(x);
@@ -365,12 +373,12 @@ template <bool kv>
 /// orders debye_keys + 0, 1, 2 for log K (Temme's series, Steed's fraction with the
 /// Wronskian, with its normalising sum) and debye_keys + 0 (the series), 1 + r (the shifted
 /// expansion's x range r) for log I, hankel_route for both (orders below 5.5 from x =
-/// hankel_min_x_lanes on).
+/// hankel_min_x_lanes on, below 10.5 from hankel_min_x_lanes_2 on).
 constexpr int hankel_route = debye_keys + 1 + shifted_ranges;  // for log I and log K
 constexpr int route_of(bool kv, int key) {
     if (key < debye_keys) return key;
     const int range = (key - small_keys) / order_groups, group = (key - small_keys) % order_groups;
-    if (group == 0 && range >= hankel_range[kv]) return hankel_route;
+    if (group < 2 && range >= hankel_range[kv][group]) return hankel_route;
     if (kv) return debye_keys + (range < first_steed_range ? 0 : range < first_sum_range ? 1 : 2);
     return debye_keys + (range < first_shifted_range ? 0 : 1 + range - first_shifted_range);
 }
