@@ -123,36 +123,34 @@ def test_log_kv_small_order_small_x_random_points():
     _check_temme_region(_temme_region_points())
 
 
+def _check_against_mpmath(v, x, names=("log_kv",)):
+    """Each named function within 4 scaled ulps of mpmath (40 digits) at the points."""
+    mp = pytest.importorskip("mpmath")
+    reference = {"log_iv": mp.besseli, "log_kv": mp.besselk}
+    for name in names:
+        with mp.workdps(40):
+            r = np.array([float(mp.log(reference[name](a, b))) for a, b in zip(v, x)])
+        err = _scaled_ulps(getattr(special, name)(v, x), r, v, x)
+        i = np.argmax(err)
+        assert err.max() <= 4.0, f"{name}: max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+
+
 def test_log_kv_small_order_below_1_random_points():
     # 1/2 <= x < 1 at small order: Temme's series in the CPU's lanes up to x = 0.7 (its
     # errors grow with x: 2.8 scaled ulps below 0.7, 3.8 near 1, 5.8 near 1.5), Steed's
     # fraction with the Wronskian above and in the scalar kernels.
-    mp = pytest.importorskip("mpmath")
-
     rng = np.random.default_rng(11)
     v = np.concatenate([rng.uniform(0, 0.5, 500), rng.uniform(0, 21.3, 1000)])
-    x = rng.uniform(0.5, 1.0, v.size)
-    with mp.workdps(40):
-        r = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
-    err = _scaled_ulps(special.log_kv(v, x), r, v, x)
-    i = np.argmax(err)
-    assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+    _check_against_mpmath(v, rng.uniform(0.5, 1.0, v.size))
 
 
 def test_log_kv_small_order_wronskian_range_random_points():
     # 0.7 <= x < 20 at small order: in the CPU's lanes Steed's fraction for K_{u+1}/K_u, the
     # power series of I_u and the continued fraction for I_{u+1}/I_u (as a continuant there),
     # joined by the Wronskian, then the forward recurrence.
-    mp = pytest.importorskip("mpmath")
-
     rng = np.random.default_rng(12)
     v = np.concatenate([rng.uniform(0, 1.5, 600), rng.uniform(0, 21.3, 600)])
-    x = np.exp(rng.uniform(np.log(0.7), np.log(20.0), v.size))
-    with mp.workdps(40):
-        r = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
-    err = _scaled_ulps(special.log_kv(v, x), r, v, x)
-    i = np.argmax(err)
-    assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+    _check_against_mpmath(v, np.exp(rng.uniform(np.log(0.7), np.log(20.0), v.size)))
 
 
 def test_log_bessel_small_order_large_x_random_points():
@@ -160,35 +158,19 @@ def test_log_bessel_small_order_large_x_random_points():
     # 9 terms as x passes 36, 69 and 100) and, for orders below 5.5 from x = 36 on and below
     # 10.5 from x = 100 on, Hankel's expansion; the scalar kernels try Hankel's expansion
     # with its truncation test first.
-    mp = pytest.importorskip("mpmath")
-
     rng = np.random.default_rng(14)
     v = np.concatenate([rng.uniform(0, 5.5, 300), rng.uniform(0, 21.3, 300)])
     x = np.exp(rng.uniform(np.log(20.0), np.log(1e4), v.size))
-    with mp.workdps(40):
-        ri = np.array([float(mp.log(mp.besseli(a, b))) for a, b in zip(v, x)])
-        rk = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
-    for got, r in ((special.log_iv(v, x), ri), (special.log_kv(v, x), rk)):
-        err = _scaled_ulps(got, r, v, x)
-        i = np.argmax(err)
-        assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+    _check_against_mpmath(v, x, ("log_iv", "log_kv"))
 
 
 def test_log_bessel_order_far_above_argument_random_points():
     # v from 1e8 x to 1e30 x (x down to 1e-26): the uniform expansion at p ~ 1, where the
     # scalar kernels take asinh(v / x) as log(2 v / x) and the CPU's lanes keep its log1p form.
-    mp = pytest.importorskip("mpmath")
-
     rng = np.random.default_rng(13)
     v = np.exp(rng.uniform(np.log(21.4), np.log(1e4), 400))
     x = v / np.exp(rng.uniform(np.log(1e8), np.log(1e30), v.size))
-    with mp.workdps(40):
-        ri = np.array([float(mp.log(mp.besseli(a, b))) for a, b in zip(v, x)])
-        rk = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
-    for got, r in ((special.log_iv(v, x), ri), (special.log_kv(v, x), rk)):
-        err = _scaled_ulps(got, r, v, x)
-        i = np.argmax(err)
-        assert err.max() <= 4.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+    _check_against_mpmath(v, x, ("log_iv", "log_kv"))
 
 
 @pytest.mark.gpu
