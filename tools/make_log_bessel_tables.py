@@ -204,8 +204,6 @@ def shifted_term_thresholds(u, w, min_order: float):
 
     def enough(K: int, x: float) -> bool:
         ps = np.linspace(0.0, (min_order + 1) / np.hypot(min_order + 1, x), 20001)
-        if K + 1 > KMAX:
-            return False
         bound = max(np.max(np.abs(fu[K + 1](ps))), 4 * np.max(np.abs(fw[K + 1](ps))))
         return bound / min_order ** (K + 1) <= tol
 
