@@ -11,6 +11,9 @@ import sympy as sp
 
 P = sp.symbols("p")
 KMAX = 16
+EPS = 2.0**-52
+# The uniform expansion's truncation error in log I and log K, in units of eps v.
+LOG_TOL = 0.125
 
 
 def debye_polynomials(kmax: int):
@@ -103,7 +106,8 @@ def main() -> None:
     log_v, ratio_v = term_thresholds(u, w)
     print("log thresholds", [f"{x:.3g}" for x in log_v])
     print("ratio thresholds", [f"{x:.3g}" for x in ratio_v])
-    lines += ["/// Terms of the u-sum that keep its truncation error below 1.5e-17 at order v."]
+    lines += ["/// Terms of the u-sum that keep its truncation error below eps v / 8 at order v (an eighth",
+              "/// of the scaled ulp of log I and log K, eps max(|log|, 1, hypot(v, x)))."]
     lines += chain("debye_terms_log", log_v)
     lines += ["", "/// The same thresholds as an array (host code counting them without branches):",
               "/// debye_terms_log(v) = debye_max_terms - (number of entries <= v).",
@@ -151,8 +155,10 @@ def main() -> None:
 
 def term_thresholds(u, w):
     """For each term count K, the smallest order v at which K terms leave a truncation error
-    (first omitted term, at its largest over p in [0, 1]) below tol: for log I and log K the
-    u-sum alone, for the ratios also 4 |w| (the ratio's relative error is at most 2 |dW|)."""
+    (first omitted term, at its largest over p in [0, 1]) small enough: for log I and log K
+    the u-sum alone, below LOG_TOL eps v, a fraction of the error scale eps max(|log|, 1,
+    hypot(v, x)) >= eps v (the u-sum enters as log U, so its error is absolute); for the
+    ratios also 4 |w| (the ratio's relative error is at most 2 |dW|), below tol."""
     import numpy as np
 
     ps = np.linspace(0, 1, 40001)
@@ -165,14 +171,19 @@ def term_thresholds(u, w):
     bu.append(bu[-1] ** 2 / bu[-2])
     bw.append(bw[-1] ** 2 / bw[-2])
     tol = 1.5e-17
-    log_v = [(bu[K + 1] / tol) ** (1.0 / (K + 1)) for K in range(1, KMAX + 1)]
+    log_v = log_orders(bu)
     ratio_v = [(max(bu[K + 1], 4 * bw[K + 1]) / tol) ** (1.0 / (K + 1)) for K in range(1, KMAX + 1)]
     return log_v, ratio_v
 
 
+def log_orders(bu):
+    """The smallest order v for each K with bu[K + 1] / v^(K + 1) <= LOG_TOL eps v."""
+    return [(bu[K + 1] / (LOG_TOL * EPS)) ** (1.0 / (K + 2)) for K in range(1, KMAX + 1)]
+
+
 def near_order_scale(u, log_v):
     """The largest s (two digits, rounded down) such that s v >= log_v[K - 1] implies that K
-    terms keep the first omitted term below tol over p in [p0, 1], p0 = 1 / sqrt(1 + 1/25)
+    terms keep the first omitted term below LOG_TOL eps v over p in [p0, 1], p0 = 1 / sqrt(1 + 1/25)
     (x <= v / 5), for every K >= 4; and the order below which s v stays under log_v[2] (so
     that only those K decide)."""
     import math
@@ -184,8 +195,7 @@ def near_order_scale(u, log_v):
     for k in range(1, KMAX + 1):
         bu.append(float(np.max(np.abs(sp.lambdify(P, u[k], "numpy")(ps)))))
     bu.append(bu[-1] ** 2 / bu[-2])
-    tol = 1.5e-17
-    near_v = [(bu[K + 1] / tol) ** (1.0 / (K + 1)) for K in range(1, KMAX + 1)]
+    near_v = log_orders(bu)
     ratio = max(near_v[K - 1] / log_v[K - 1] for K in range(4, KMAX + 1))
     scale = math.floor(100.0 / ratio) / 100.0
     return scale, float(math.floor(log_v[2] / scale))

@@ -150,7 +150,7 @@ constexpr int lanes = avx2::lanes;
 // The keys of one route (a small-order route's ranges and order groups) form one run, padded
 // to whole lane groups at its end only: a group that spans two of its keys costs the more
 // expensive one, but its lanes' results do not change.
-constexpr int debye_keys = 14;  // debye_terms_log(debye_min_order)
+constexpr int debye_keys = 12;  // debye_terms_log(debye_min_order)
 static_assert(math::debye_terms_log(math::debye_min_order) == debye_keys);
 constexpr int x_ranges = 16;
 /// Small orders in groups of n = floor(v + 1/2) (the steps of the recurrences and products):
@@ -213,10 +213,12 @@ static_assert(x_edges[0][hankel_range[0][0]] == hankel_min_x_lanes &&
               x_edges[1][hankel_range[1][1]] == hankel_min_x_lanes_2 &&
               order_group_edges[0] == 5.5 && order_group_edges[1] == 10.5);
 
-/// The uniform expansion's thresholds that can change the term count above debye_min_order.
-constexpr int debye_thresholds = 13;
-static_assert(math::debye_terms_log_orders[1] < math::debye_min_order &&
-              math::debye_terms_log_orders[2] > math::debye_min_order);
+/// The uniform expansion's thresholds that can change the term count above debye_min_order
+/// (the first ones lie below it).
+constexpr int first_debye_threshold = math::debye_max_terms - debye_keys;
+constexpr int debye_thresholds = math::debye_max_terms - 1 - first_debye_threshold;
+static_assert(math::debye_terms_log_orders[first_debye_threshold - 1] < math::debye_min_order &&
+              math::debye_terms_log_orders[first_debye_threshold] > math::debye_min_order);
 
 /// Reflects four orders where the reflection is exact (K_{-v} = K_v, I_{-n} = I_n), stores
 /// them in `reflected`, and returns the four orders with NaN where the lanes cannot take the
@@ -265,8 +267,8 @@ inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256
     const __m256 large = ge(v, math::debye_min_order);
     const __m256 x_bound = _mm256_mul_ps(x, _mm256_set1_ps(1e30f));
     const __m256 debye = _mm256_and_ps(large, _mm256_cmp_ps(v, x_bound, _CMP_LE_OQ));
-    // Terms - 1 = 13 - (thresholds <= v) for the uniform expansion, at a larger order where
-    // x <= v / 5 (debye_near_scale).
+    // Terms - 1 = debye_keys - 1 - (thresholds <= v) for the uniform expansion, at a larger
+    // order where x <= v / 5 (debye_near_scale).
     const __m256 near = _mm256_and_ps(_mm256_cmp_ps(_mm256_mul_ps(x, _mm256_set1_ps(5.0f)), v,
                                                     _CMP_LE_OQ),
                                       lt(v, math::debye_near_max_order));
@@ -274,7 +276,8 @@ inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256
         _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(math::debye_near_scale)), near);
     __m256i debye_key = _mm256_set1_epi32(debye_keys - 1);
     for (int i = 0; i < debye_thresholds; ++i)
-        debye_key = subtract(debye_key, ge(v_terms, math::debye_terms_log_orders[i + 2]));
+        debye_key = subtract(debye_key,
+                             ge(v_terms, math::debye_terms_log_orders[first_debye_threshold + i]));
     // The small-order range (the count of inner edges <= x), then the order group.
     __m256i range = _mm256_setzero_si256();
     for (int i = 1; i < x_ranges && x_edges[kv][i] < inf; ++i)

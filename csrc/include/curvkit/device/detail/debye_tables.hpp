@@ -105,29 +105,30 @@ CURVKIT_HD R debye_w_series(R t, R p2, int n) {
     return acc * t;
 }
 
-/// Terms of the u-sum that keep its truncation error below 1.5e-17 at order v.
+/// Terms of the u-sum that keep its truncation error below eps v / 8 at order v (an eighth
+/// of the scaled ulp of log I and log K, eps max(|log|, 1, hypot(v, x))).
 CURVKIT_HD constexpr int debye_terms_log(double v) {
-    if (v >= 4.66623e+07) return 1;
-    if (v >= 102970) return 2;
-    if (v >= 6054.85) return 3;
-    if (v >= 1066.9) return 4;
-    if (v >= 372.977) return 5;
-    if (v >= 171.478) return 6;
-    if (v >= 101.62) return 7;
-    if (v >= 66.5097) return 8;
-    if (v >= 49.1728) return 9;
-    if (v >= 37.9756) return 10;
-    if (v >= 31.4022) return 11;
-    if (v >= 26.5221) return 12;
-    if (v >= 23.3726) return 13;
-    if (v >= 20.8201) return 14;
-    if (v >= 19.0808) return 15;
+    if (v >= 105574) return 1;
+    if (v >= 4928.53) return 2;
+    if (v >= 938.061) return 3;
+    if (v >= 301.227) return 4;
+    if (v >= 146.595) return 5;
+    if (v >= 83.469) return 6;
+    if (v >= 56.7919) return 7;
+    if (v >= 41.1027) return 8;
+    if (v >= 32.6314) return 9;
+    if (v >= 26.6445) return 10;
+    if (v >= 22.9748) return 11;
+    if (v >= 20.0832) return 12;
+    if (v >= 18.1821) return 13;
+    if (v >= 16.5719) return 14;
+    if (v >= 15.472) return 15;
     return 16;
 }
 
 /// The same thresholds as an array (host code counting them without branches):
 /// debye_terms_log(v) = debye_max_terms - (number of entries <= v).
-constexpr double debye_terms_log_orders[15] = {19.0808, 20.8201, 23.3726, 26.5221, 31.4022, 37.9756, 49.1728, 66.5097, 101.62, 171.478, 372.977, 1066.9, 6054.85, 102970, 4.66623e+07};
+constexpr double debye_terms_log_orders[15] = {15.472, 16.5719, 18.1821, 20.0832, 22.9748, 26.6445, 32.6314, 41.1027, 56.7919, 83.469, 146.595, 301.227, 938.061, 4928.53, 105574};
 
 /// Terms that also keep the w-sum of the ratios accurate at order v.
 CURVKIT_HD constexpr int debye_terms_ratio(double v) {
@@ -155,8 +156,8 @@ constexpr double debye_min_order = 21.3902;
 /// Where x <= v / 5 (p >= 0.98) the u-sum's terms are smaller than their bounds over all p:
 /// at orders below debye_near_max_order, debye_terms_log(debye_near_scale * v) terms keep
 /// its truncation error as small.
-constexpr double debye_near_scale = 1.28;
-constexpr double debye_near_max_order = 4730.0;
+constexpr double debye_near_scale = 1.24;
+constexpr double debye_near_max_order = 756.0;
 
 /// Terms of the u- and w-sums that keep the shifted expansion (orders in
 /// [debye_min_order, debye_min_order + 1)) as accurate as debye_terms_ratio where x >= x_min:
