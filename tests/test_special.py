@@ -173,6 +173,50 @@ def test_log_bessel_order_far_above_argument_random_points():
     _check_against_mpmath(v, x, ("log_iv", "log_kv"))
 
 
+def _debye_tables():
+    """The uniform expansion's term-count orders and near-p scale, from the generated header
+    (installed with the package, or in the source tree)."""
+    import re
+    from pathlib import Path
+
+    import curvkit
+
+    name = Path("curvkit/device/detail/debye_tables.hpp")
+    candidates = [Path(curvkit.get_include()) / name,
+                  Path(__file__).resolve().parents[1] / "csrc/include" / name]
+    text = next(p for p in candidates if p.exists()).read_text()
+    orders = re.search(r"debye_terms_log_orders\[\d+\] = \{([^}]*)\}", text).group(1)
+    scale = re.search(r"debye_near_scale = ([0-9.]+);", text).group(1)
+    return [float(t) for t in orders.split(",")], float(scale)
+
+
+def test_uniform_expansion_at_its_fewest_terms():
+    # Just above each order where the uniform expansion's term count drops (its truncation
+    # error kept below eps v / 8 over all p; at debye_near_scale times the order where
+    # x <= v / 5), where that error is largest, over p in [0.05, 1) and in the near band.
+    # mpmath's besselk is not trusted near x = 0.66 v at orders of a few hundred: log K only
+    # below v = 100.
+    orders, near_scale = _debye_tables()
+    rng = np.random.default_rng(15)
+    vs, xs = [], []
+    for threshold in orders:
+        if not 21.4 < threshold < 1e3:
+            continue
+        v = threshold * (1.0 + 1e-9)
+        p = rng.uniform(0.05, 0.999, 16)
+        vs.append(np.full(p.size, v))
+        xs.append(v * np.sqrt(1.0 / p**2 - 1.0))
+        v = threshold / near_scale * (1.0 + 1e-9)
+        if v > 21.4:
+            p = rng.uniform(0.981, 0.99999, 8)
+            vs.append(np.full(p.size, v))
+            xs.append(v * np.sqrt(1.0 / p**2 - 1.0))
+    v, x = np.concatenate(vs), np.concatenate(xs)
+    assert v.size >= 150
+    _check_against_mpmath(v, x, ("log_iv",))
+    _check_against_mpmath(v[v < 100], x[v < 100], ("log_kv",))
+
+
 @pytest.mark.gpu
 def test_gpu_log_kv_small_order_small_x_random_points():
     import cupy as cp
