@@ -220,28 +220,26 @@ constexpr int debye_thresholds = math::debye_max_terms - 1 - first_debye_thresho
 static_assert(math::debye_terms_log_orders[first_debye_threshold - 1] < math::debye_min_order &&
               math::debye_terms_log_orders[first_debye_threshold] > math::debye_min_order);
 
-/// Reflects four orders where the reflection is exact (K_{-v} = K_v, I_{-n} = I_n), stores
-/// them in `reflected`, and returns the four orders with NaN where the lanes cannot take the
-/// element (an order still negative, x below 1e-300, NaN), for the keys.
+/// Reflects four orders where the reflection is exact (K_{-v} = K_v, I_{-n} = I_n) and stores
+/// them in `reflected`; the orders still negative go to the scalar routes by their keys.
 template <bool kv>
-inline __m256d reflect(__m256d v, __m256d x, double* reflected, __m256d& x_out) {
+inline __m256d reflect(__m256d v, double* reflected) {
     const __m256d zero = _mm256_setzero_pd();
     const __m256d negative = _mm256_cmp_pd(v, zero, _CMP_LT_OQ);
     const __m256d integer = _mm256_cmp_pd(v, _mm256_floor_pd(v), _CMP_EQ_OQ);
     const __m256d exact = kv ? negative : _mm256_and_pd(negative, integer);
     v = _mm256_blendv_pd(v, _mm256_sub_pd(zero, v), exact);
     _mm256_store_pd(reflected, v);
-    const __m256d nan = _mm256_set1_pd(__builtin_nan(""));
-    x_out = _mm256_blendv_pd(x, nan, _mm256_cmp_pd(x, _mm256_set1_pd(1e-300), _CMP_LT_OQ));
-    return _mm256_blendv_pd(v, nan, _mm256_cmp_pd(v, zero, _CMP_LT_OQ));
+    return v;
 }
 
-/// The route keys of eight elements (orders already reflected) as bytes, element j in byte j.
+/// The route keys of eight elements as bytes, element j in byte j.
 /// The comparisons run in single precision, eight at a time: an argument within a float's
 /// rounding (6e-8 relative) of an edge may take the key on the other side of it, where the
 /// routes are as accurate (the edges of the term counts and of debye_min_order carry margins
 /// far wider, and every other edge is a choice of speed or of a route valid on both sides).
-/// The lanes take only finite arguments below FLT_MAX; the others (and NaN) get the scalar key.
+/// The lanes take only orders v >= 0 and arguments x >= 1.4e-45 (nonzero as floats), both
+/// below FLT_MAX; the others (and NaN) get the scalar key.
 template <bool kv>
 inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256d x_hi) {
     const __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(v_hi), _mm256_cvtpd_ps(v_lo));
@@ -262,8 +260,11 @@ inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256
     // NaN fails every comparison and lands on the scalar key; so do infinities (and
     // arguments that overflow a float).
     const float big = 3.4028234663852886e38f;
-    const __m256 valid = _mm256_and_ps(_mm256_cmp_ps(v, _mm256_set1_ps(big), _CMP_LE_OQ),
-                                       _mm256_cmp_ps(x, _mm256_set1_ps(big), _CMP_LE_OQ));
+    const __m256 valid = _mm256_and_ps(
+        _mm256_and_ps(_mm256_cmp_ps(v, _mm256_set1_ps(big), _CMP_LE_OQ),
+                      _mm256_cmp_ps(x, _mm256_set1_ps(big), _CMP_LE_OQ)),
+        _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ),
+                      _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ)));
     const __m256 large = ge(v, math::debye_min_order);
     const __m256 x_bound = _mm256_mul_ps(x, _mm256_set1_ps(1e30f));
     const __m256 debye = _mm256_and_ps(large, _mm256_cmp_ps(v, x_bound, _CMP_LE_OQ));
@@ -450,8 +451,8 @@ template <bool kv, class T>
 void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& a, idx begin,
                       idx end) {
     const int n = static_cast<int>(end - begin);
-    // Pass 1: the arguments as doubles (orders reflected) and their route keys, four at a
-    // time, counted by key; contiguous double arrays are read in place, others copied first.
+    // Pass 1: the arguments as doubles and their route keys, eight at a time, counted by key;
+    // contiguous double arrays are read in place, others copied first.
     constexpr int streams = 8;  // see below
     chunk_scratch& w = thread_scratch();
     double *vs = w.vs, *xs = w.xs;
@@ -487,23 +488,37 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     }
     int count[streams][keys] = {};
     const int whole = n / 4 * 4;
-    for (int i = 0; i < n; i += 8) {  // pads past n with ones (the padding's keys are unused)
-        alignas(32) double vt[8], xt[8];
-        const double *vq = vp + i, *xq = xp + i;
-        if (i + 8 > n) {
-            for (int j = 0; j < 8; ++j) {
-                vt[j] = i + j < n ? vp[i + j] : 1.0;
-                xt[j] = i + j < n ? xp[i + j] : 1.0;
+    // The keys of the arguments as they come; where the chunk has negative orders, a second
+    // pass reflects them (into vs) and keys the reflected orders.
+    __m256d negative = _mm256_setzero_pd();
+    const auto key_pass = [&](auto reflecting) {
+        for (int i = 0; i < n; i += 8) {  // pads past n with ones (their keys are unused)
+            alignas(32) double vt[8], xt[8];
+            const double *vq = vp + i, *xq = xp + i;
+            if (i + 8 > n) {
+                for (int j = 0; j < 8; ++j) {
+                    vt[j] = i + j < n ? vp[i + j] : 1.0;
+                    xt[j] = i + j < n ? xp[i + j] : 1.0;
+                }
+                vq = vt;
+                xq = xt;
             }
-            vq = vt;
-            xq = xt;
+            __m256d v_lo = _mm256_loadu_pd(vq), v_hi = _mm256_loadu_pd(vq + 4);
+            if constexpr (decltype(reflecting)::value) {
+                v_lo = reflect<kv>(v_lo, vs + i);
+                v_hi = reflect<kv>(v_hi, vs + i + 4);
+            } else {
+                negative = _mm256_or_pd(negative, _mm256_or_pd(v_lo, v_hi));  // sign bits
+            }
+            const std::uint64_t k8 = route_keys<kv>(v_lo, _mm256_loadu_pd(xq), v_hi,
+                                                    _mm256_loadu_pd(xq + 4));
+            std::memcpy(key + i, &k8, 8);
         }
-        __m256d x_lo, x_hi;
-        const __m256d v_lo = reflect<kv>(_mm256_loadu_pd(vq), _mm256_loadu_pd(xq), vs + i, x_lo);
-        const __m256d v_hi =
-            reflect<kv>(_mm256_loadu_pd(vq + 4), _mm256_loadu_pd(xq + 4), vs + i + 4, x_hi);
-        const std::uint64_t k8 = route_keys<kv>(v_lo, x_lo, v_hi, x_hi);
-        std::memcpy(key + i, &k8, 8);
+    };
+    key_pass(std::false_type{});
+    if (_mm256_movemask_pd(negative)) {  // some order's sign bit is set
+        key_pass(std::true_type{});
+        vp = vs;
     }
     // Counted in a loop of its own: each load of a key just stored as part of a vector
     // would wait for the store (1.2 ns per element).
@@ -535,13 +550,13 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         for (int j = 0; j < streams; ++j) {
             const int p = next[j][key[i + j]]++;
             position[i + j] = static_cast<std::uint16_t>(p);
-            sv[p] = vs[i + j];
+            sv[p] = vp[i + j];
             sx[p] = xp[i + j];
         }
     for (int i = whole_streams; i < n; ++i) {
         const int p = next[i % streams][key[i]]++;
         position[i] = static_cast<std::uint16_t>(p);
-        sv[p] = vs[i];
+        sv[p] = vp[i];
         sx[p] = xp[i];
     }
     int end_of[keys];  // the end of each key's elements, before any padding
