@@ -139,20 +139,21 @@ CURVKIT_SIMD_INLINE vd round_nearest(vd x) { return round_to<_MM_FROUND_TO_NEARE
 CURVKIT_SIMD_INLINE vd ceil(vd x) { return round_to<_MM_FROUND_TO_POS_INF>(x); }
 
 /// x = 2^e m for positive, finite, normal x: m in [sqrt(1/2), sqrt(2)) and e, both exact.
+/// Adding 2^52 - (mantissa of sqrt(1/2)) to the bits carries into the exponent field exactly
+/// where the mantissa reaches sqrt(2)'s: the field is then e + 1023, and the remaining
+/// mantissa bits plus those of sqrt(1/2) are m's.
 CURVKIT_SIMD_INLINE void split_exponent(__m256d x, __m256d& m, __m256d& e) {
-    const __m256i bits = _mm256_castpd_si256(x);
-    const __m256i mantissa_mask = _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL);
-    const __m256i one_bits = _mm256_set1_epi64x(0x3FF0000000000000LL);
-    m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, mantissa_mask), one_bits));
-    // The biased exponent as a double: its bits placed under 2^52's exponent, minus 2^52.
+    constexpr long long sqrt_half_bits = 0x3FE6A09E667F3BCDLL;  // 0.7071067811865476
+    const __m256i shifted = _mm256_add_epi64(
+        _mm256_castpd_si256(x), _mm256_set1_epi64x(0x3FF0000000000000LL - sqrt_half_bits));
+    m = _mm256_castsi256_pd(
+        _mm256_add_epi64(_mm256_and_si256(shifted, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL)),
+                         _mm256_set1_epi64x(sqrt_half_bits)));
+    // The field as a double: its bits placed under 2^52's exponent, minus 2^52 + 1023.
     const __m256i two52_bits = _mm256_set1_epi64x(0x4330000000000000LL);
-    const __m256d biased = _mm256_sub_pd(
-        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(bits, 52), two52_bits)),
-        _mm256_castsi256_pd(two52_bits));
-    const __m256d high = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-    m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), high);
-    const __m256d bias = _mm256_blendv_pd(_mm256_set1_pd(1023.0), _mm256_set1_pd(1022.0), high);
-    e = _mm256_sub_pd(biased, bias);
+    e = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(shifted, 52), two52_bits)),
+        _mm256_set1_pd(4503599627371519.0));  // 2^52 + 1023
 }
 
 /// 2^-e for positive, finite, normal lanes x = 2^e m, m in [1, 2): exact, for rescaling.
