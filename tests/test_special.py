@@ -154,8 +154,8 @@ def test_log_kv_small_order_wronskian_range_random_points():
 
 
 def test_log_bessel_small_order_large_x_random_points():
-    # x >= 20 at small order: in the CPU's lanes the shifted uniform expansion (16, 13, 10 or
-    # 9 terms as x passes 36, 69 and 100) and, for orders below 5.5 from x = 36 on and below
+    # x >= 20 at small order: in the CPU's lanes the shifted uniform expansion (15 terms from
+    # x = 20, 12 from 36, 9 from 69) and, for orders below 5.5 from x = 36 on and below
     # 10.5 from x = 100 on, Hankel's expansion; the scalar kernels try Hankel's expansion
     # with its truncation test first.
     rng = np.random.default_rng(14)

@@ -128,8 +128,9 @@ def main() -> None:
     shifted_x = shifted_term_thresholds(u, w, min_order)
     print("shifted x thresholds", [f"{x:.3g}" for x in shifted_x])
     lines += ["/// Terms of the u- and w-sums that keep the shifted expansion (orders in",
-              "/// [debye_min_order, debye_min_order + 1)) as accurate as debye_terms_ratio where x >= x_min:",
-              "/// there p = v / hypot(v, x) is bounded away from 1, and the terms shrink faster."]
+              "/// [debye_min_order, debye_min_order + 1)) and the backward recurrence from there within",
+              "/// eps x / 8 where x >= x_min: there p = v / hypot(v, x) is bounded away from 1, and the",
+              "/// terms shrink faster."]
     lines += chain("debye_terms_shifted", shifted_x, var="x_min")
     lines += [""]
     cs = inverse_gamma_taylor(26)
@@ -204,18 +205,21 @@ def near_order_scale(u, log_v):
 def shifted_term_thresholds(u, w, min_order: float):
     """For each term count K, the smallest x from which K terms keep the u- and w-sums' first
     omitted terms (at their largest over p in [0, p_max(x)], p_max = (min_order + 1) / hypot(
-    min_order + 1, x)) below tol at every order >= min_order, as term_thresholds does over all
-    p; K = KMAX at every x."""
+    min_order + 1, x)) small enough at every order >= min_order, as term_thresholds does over
+    all p; K = KMAX at every x. Small enough: log I_v = log I_N - sum log R over at most 22
+    steps of the backward recurrence; the u-sum's error enters once, the w-sum's (the ratio
+    R_N's relative error, at most 2 |dW|) at most once per step (each step damps it), so
+    max(|du|, 4 |dw|) <= eps x / 96 keeps the whole below eps x / 8, an eighth of the scaled
+    ulp (x <= hypot(v, x))."""
     import numpy as np
 
     fu = [sp.lambdify(P, u[k], "numpy") for k in range(KMAX + 1)]
     fw = [sp.lambdify(P, w[k], "numpy") for k in range(KMAX + 1)]
-    tol = 1.5e-17
 
     def enough(K: int, x: float) -> bool:
         ps = np.linspace(0.0, (min_order + 1) / np.hypot(min_order + 1, x), 20001)
         bound = max(np.max(np.abs(fu[K + 1](ps))), 4 * np.max(np.abs(fw[K + 1](ps))))
-        return bound / min_order ** (K + 1) <= tol
+        return bound / min_order ** (K + 1) <= EPS * x / 96
 
     xs = []
     for K in range(1, KMAX + 1):

@@ -199,7 +199,7 @@ constexpr int shifted_terms(int r) {
     return math::debye_terms_shifted(x_edges[0][first_shifted_range + r]);
 }
 static_assert(x_edges[0][first_shifted_range + shifted_ranges] == inf &&
-              shifted_terms(0) == math::debye_max_terms && shifted_terms(2) == 10 &&
+              shifted_terms(0) == 15 && shifted_terms(1) == 12 && shifted_terms(2) == 9 &&
               shifted_terms(3) == 9);
 static_assert(x_edges[1][first_steed_range] == temme_max_x_lanes);
 static_assert(x_edges[0][first_shifted_range] == math::hankel_min_x);

@@ -160,24 +160,25 @@ constexpr double debye_near_scale = 1.24;
 constexpr double debye_near_max_order = 756.0;
 
 /// Terms of the u- and w-sums that keep the shifted expansion (orders in
-/// [debye_min_order, debye_min_order + 1)) as accurate as debye_terms_ratio where x >= x_min:
-/// there p = v / hypot(v, x) is bounded away from 1, and the terms shrink faster.
+/// [debye_min_order, debye_min_order + 1)) and the backward recurrence from there within
+/// eps x / 8 where x >= x_min: there p = v / hypot(v, x) is bounded away from 1, and the
+/// terms shrink faster.
 CURVKIT_HD constexpr int debye_terms_shifted(double x_min) {
-    if (x_min >= 2.34084e+08) return 1;
-    if (x_min >= 377457) return 2;
-    if (x_min >= 16927.1) return 3;
-    if (x_min >= 2789.33) return 4;
-    if (x_min >= 866.987) return 5;
-    if (x_min >= 376.514) return 6;
-    if (x_min >= 164.821) return 7;
-    if (x_min >= 132.507) return 8;
-    if (x_min >= 95.2658) return 9;
-    if (x_min >= 68.8284) return 10;
-    if (x_min >= 48.6912) return 11;
-    if (x_min >= 44.4435) return 12;
-    if (x_min >= 35.7988) return 13;
-    if (x_min >= 28.9384) return 14;
-    if (x_min >= 20.4523) return 15;
+    if (x_min >= 708331) return 1;
+    if (x_min >= 24301.9) return 2;
+    if (x_min >= 3509.03) return 3;
+    if (x_min >= 1012.89) return 4;
+    if (x_min >= 424.415) return 5;
+    if (x_min >= 205.193) return 6;
+    if (x_min >= 133.743) return 7;
+    if (x_min >= 100.237) return 8;
+    if (x_min >= 66.6883) return 9;
+    if (x_min >= 56.9963) return 10;
+    if (x_min >= 44.4448) return 11;
+    if (x_min >= 34.8944) return 12;
+    if (x_min >= 28.1755) return 13;
+    if (x_min >= 23.1251) return 14;
+    if (x_min >= 15.8895) return 15;
     return 16;
 }
 
