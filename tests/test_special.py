@@ -408,6 +408,15 @@ def test_results_do_not_depend_on_neighbours_or_layout():
         long_v, long_x = np.tile(v, 3), np.tile(x, 3)
         assert np.array_equal(fn(long_v, long_x), np.tile(base, 3))
         assert np.array_equal(fn(long_v[::2], long_x[::2]), np.tile(base, 3)[::2])
+        # Negative integer orders (reflected exactly: I_{-n} = I_n, K_{-n} = K_n) in some
+        # chunks change nothing for their neighbours, and match their reflections.
+        neg = v.copy()
+        neg[::7] = -np.round(neg[::7])
+        mixed = fn(neg, x)
+        kept = np.ones(v.size, bool)
+        kept[::7] = False
+        assert np.array_equal(mixed[kept], base[kept])
+        assert np.array_equal(mixed[::7], fn(-neg[::7], x[::7]))
         v32, x32 = v.astype(np.float32), x.astype(np.float32)
         single = fn(v32[:300], x32[:300])
         assert np.array_equal(single, np.array([fn(a, b) for a, b in zip(v32[:300], x32[:300])]))
