@@ -129,7 +129,9 @@ using idx = std::int64_t;
 using avx2::vd;
 namespace math = curvkit::device::detail;
 
-constexpr int chunk = 4096;  // longer runs per route: less padding (3% faster than 2048)
+// Longer runs per route pad less and set up fewer counters: 8192 elements are 3-4% faster
+// than 4096 on 1e6-element calls (and 4096 3% faster than 2048).
+constexpr int chunk = 8192;
 constexpr int lanes = avx2::lanes;
 
 // Each element gets a route key, and a counting sort makes each key's elements contiguous,
@@ -441,9 +443,10 @@ constexpr int runs_of(bool kv) {
 }
 constexpr int sorted_size = chunk + (std::max(runs_of(false), runs_of(true)) + 1) * lanes;
 
-/// A chunk's working arrays (211 kB, within a core's second-level cache), kept per thread on
-/// the heap rather than on a stack that may be small: one-byte keys, two-byte positions, no
-/// output offsets for flat layouts, and the expansion's passes over the arguments they read.
+/// A chunk's working arrays (432 kB; a call on contiguous doubles touches the 235 kB of keys,
+/// positions and runs, within a core's second-level cache), kept per thread on the heap
+/// rather than on a stack that may be small: one-byte keys, two-byte positions, no output
+/// offsets for flat layouts, and the expansion's passes over the arguments they read.
 struct chunk_scratch {
     alignas(32) double vs[chunk + 8], xs[chunk + 4];  // arguments as doubles, in order
     alignas(32) std::uint8_t key[chunk + 8];
@@ -458,7 +461,7 @@ chunk_scratch& thread_scratch() {
     return *scratch;
 }
 
-static_assert(sizeof(chunk_scratch) < 224 * 1024);
+static_assert(sizeof(chunk_scratch) < 448 * 1024);
 static_assert(keys <= 256 && sorted_size <= 65536, "one-byte keys, two-byte positions");
 
 template <bool kv, class T>
