@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 _LOG_IV, _LOG_KV, _IV_RATIO, _DLOG_IV, _DLOG_KV = range(5)
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _is_python_scalar(a: Any) -> bool:
@@ -38,6 +39,18 @@ def _is_python_scalar(a: Any) -> bool:
 
 def _elementwise(code: int, v: Any, x: Any, out: Any) -> Any:
     """Broadcast, promote and evaluate one of the kernels of ``_core.special_function``."""
+    # The common case without the general path's promotion and broadcasting (which cost most
+    # of a small call's time): two NumPy arrays of one float dtype and shape, 1-D or 2-D.
+    if (out is None and type(v) is np.ndarray and type(x) is np.ndarray
+            and v.shape == x.shape and 1 <= v.ndim <= 2 and v.size
+            and v.dtype == x.dtype and v.dtype in _FLOAT_DTYPES):
+        result = np.empty(v.shape, v.dtype)
+        _core.special_function(code, v, x, result, 0, 0)
+        return result
+    if out is None and type(v) is float and type(x) is float:  # two Python floats
+        result = np.empty(1)
+        _core.special_function(code, np.array([v]), np.array([x]), result, 0, 0)
+        return result[0]
     inputs = []
     modules = []
     for a in (v, x):
