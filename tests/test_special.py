@@ -460,6 +460,26 @@ def test_scalars_in_scalar_out():
     assert special.log_iv(2, 3).dtype == np.float64  # integers -> float64
 
 
+@pytest.mark.parametrize("name", ["log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv"])
+def test_fast_paths_match_the_general_path(name):
+    # Two arrays of one float dtype and shape, and two Python floats, skip the general
+    # promotion and broadcasting; out= and NumPy scalars take the general path.
+    fn = getattr(special, name)
+    v, x = _mixed_routes(200, 4)
+    for dtype in (np.float64, np.float32):
+        a, b = v.astype(dtype), x.astype(dtype)
+        general = fn(a, b, out=np.empty(a.shape, dtype))
+        assert np.array_equal(fn(a, b), general, equal_nan=True)
+        assert fn(a, b).dtype == dtype
+        a2, b2 = a[:600].reshape(20, 30, order="F"), b[:600].reshape(20, 30, order="F")
+        assert np.array_equal(fn(a2, b2), fn(a2, b2, out=np.empty((20, 30), dtype)),
+                              equal_nan=True)
+    for a, b in zip(v[:50], x[:50]):
+        fast = fn(float(a), float(b))
+        assert isinstance(fast, np.float64)
+        assert np.array_equal(fast, fn(np.float64(a), np.float64(b)), equal_nan=True)
+
+
 def test_dtype_promotion():
     f32 = np.ones(3, np.float32)
     assert special.log_iv(f32, f32).dtype == np.float32
