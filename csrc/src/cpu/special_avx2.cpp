@@ -311,6 +311,25 @@ inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256
 #  define CURVKIT_PRESSURE_SCHEDULED
 #endif
 
+/// The next chunk's arguments and this chunk's results, fetched into the second-level cache
+/// while the routes compute (a few lines per lane group), so that the key pass and the way
+/// back do not wait on memory in calls beyond the caches.
+struct lines_ahead {
+    const char* v = nullptr;
+    const char* x = nullptr;
+    char* out = nullptr;
+    int in_lines = 0, out_lines = 0, line = 0;
+    void step() {
+        for (int j = 0; j < 2; ++j, ++line) {
+            if (line < in_lines) {
+                _mm_prefetch(v + 64 * line, _MM_HINT_T1);
+                _mm_prefetch(x + 64 * line, _MM_HINT_T1);
+            }
+            if (line < out_lines) __builtin_prefetch(out + 64 * line, 1, 2);
+        }
+    }
+};
+
 // Each route over a run of lane groups, in a function of its own: inlined together they
 // would share (and spill) one register allocation. The uniform expansion runs in three
 // passes over the run (the point's pieces, the u-sum, the logarithm), short loops whose
@@ -319,8 +338,10 @@ inline std::uint64_t route_keys(__m256d v_lo, __m256d x_lo, __m256d v_hi, __m256
 // pieces and the sums then schedule within each pass (1.15x faster).
 template <int terms, bool kv>
 [[gnu::noinline, gnu::flatten, CURVKIT_PRESSURE_SCHEDULED]] void debye_run(
-    const double* v, const double* x, double* out, int n, double* veta, double* inv_h) {
+    const double* v, const double* x, double* out, int n, double* veta, double* inv_h,
+    lines_ahead& ahead) {
     for (int g = 0; g < n; g += lanes) {
+        ahead.step();
         const math::debye_point<vd> d = math::debye_at(vd::load(v + g), vd::load(x + g));
         d.veta.store(veta + g);
         d.inv_h.store(inv_h + g);
@@ -412,7 +433,8 @@ constexpr group_fn shifted_lanes_of(int range, std::integer_sequence<int, r...>)
 
 /// A small-order route over a run of lane groups.
 template <bool kv>
-void small_run(int route, const double* v, const double* x, double* out, int n) {
+void small_run(int route, const double* v, const double* x, double* out, int n,
+               lines_ahead& ahead) {
     group_fn f;
     if (route == hankel_route - debye_keys) {
         f = hankel_lanes<kv>;
@@ -423,15 +445,19 @@ void small_run(int route, const double* v, const double* x, double* out, int n) 
                        : shifted_lanes_of(route - 1,
                                           std::make_integer_sequence<int, shifted_ranges>{});
     }
-    for (int g = 0; g < n; g += lanes) f(v + g, x + g, out + g);
+    for (int g = 0; g < n; g += lanes) {
+        ahead.step();
+        f(v + g, x + g, out + g);
+    }
 }
 
 template <bool kv, int... terms>
 void debye_run_of(int key, const double* v, const double* x, double* out, int n, double* veta,
-                  double* inv_h, std::integer_sequence<int, terms...>) {
-    using run_fn = void (*)(const double*, const double*, double*, int, double*, double*);
+                  double* inv_h, lines_ahead& ahead, std::integer_sequence<int, terms...>) {
+    using run_fn = void (*)(const double*, const double*, double*, int, double*, double*,
+                            lines_ahead&);
     static constexpr run_fn runs[] = {debye_run<terms + 1, kv>...};
-    runs[key](v, x, out, n, veta, inv_h);
+    runs[key](v, x, out, n, veta, inv_h, ahead);
 }
 
 /// The runs of keys with one route (a route may own several), each padded by at most
@@ -466,7 +492,7 @@ static_assert(keys <= 256 && sorted_size <= 65536, "one-byte keys, two-byte posi
 
 template <bool kv, class T>
 void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& a, idx begin,
-                      idx end) {
+                      idx end, idx next_begin) {
     const int n = static_cast<int>(end - begin);
     // Pass 1: the arguments as doubles and their route keys, eight at a time, counted by key;
     // contiguous double arrays are read in place, others copied first.
@@ -592,16 +618,28 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         res[p] = static_cast<double>(kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt));
     }
     // Pass 4: the routes' runs (the uniform expansion's passes overwrite their arguments).
+    lines_ahead ahead;
+    if (flat && a.v_row == 1 && a.x_row == 1 && a.out_row == 1) {
+        const idx total = a.rows * a.cols;
+        ahead.out = reinterpret_cast<char*>(out + begin);
+        ahead.out_lines = static_cast<int>((n * sizeof(T) + 63) / 64);
+        if (next_begin < total) {
+            ahead.v = reinterpret_cast<const char*>(v + next_begin);
+            ahead.x = reinterpret_cast<const char*>(x + next_begin);
+            ahead.in_lines = static_cast<int>(
+                (std::min<idx>(total - next_begin, chunk) * sizeof(T) + 63) / 64);
+        }
+    }
     for (int k = 0; k < scalar_key;) {
         int last = k;  // the route's last key
         while (last + 1 < scalar_key && route_of(kv, last + 1) == route_of(kv, k)) ++last;
         const int s = start[k], len = start[last + 1] - s;
         if (len > 0) {
             if (k < debye_keys) {
-                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, sv + s, sx + s,
+                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, sv + s, sx + s, ahead,
                                  std::make_integer_sequence<int, debye_keys>{});
             } else {
-                small_run<kv>(route_of(kv, k) - debye_keys, sv + s, sx + s, res + s, len);
+                small_run<kv>(route_of(kv, k) - debye_keys, sv + s, sx + s, res + s, len, ahead);
             }
         }
         k = last + 1;
@@ -638,8 +676,10 @@ void log_bessel_avx2(bool kv, const T* v, const T* x, T* out, const elementwise_
 #  pragma omp parallel for schedule(dynamic, 1) if (use_threads(n * 64))
     for (idx b = 0; b < n; b += chunk) {
         const idx e = std::min(n, b + chunk);
-        kv ? chunk_log_bessel<true>(v, x, out, layout, b, e)
-           : chunk_log_bessel<false>(v, x, out, layout, b, e);
+        // The chunk this thread most likely takes next (the threads take chunks in turn).
+        const idx next = b + chunk * omp_get_num_threads();
+        kv ? chunk_log_bessel<true>(v, x, out, layout, b, e, next)
+           : chunk_log_bessel<false>(v, x, out, layout, b, e, next);
     }
 }
 
