@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 _LOG_IV, _LOG_KV, _IV_RATIO, _DLOG_IV, _DLOG_KV = range(5)
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT_DTYPES = (_arrays._F32, _arrays._F64)
 
 
 def _is_python_scalar(a: Any) -> bool:
