@@ -137,20 +137,54 @@ def _check_against_mpmath(v, x, names=("log_kv",)):
 
 def test_log_kv_small_order_below_1_random_points():
     # 1/2 <= x < 1 at small order: Temme's series in the CPU's lanes up to x = 0.7 (its
-    # errors grow with x: 2.8 scaled ulps below 0.7, 3.8 near 1, 5.8 near 1.5), Steed's
-    # fraction with the Wronskian above and in the scalar kernels.
+    # errors grow with x: 2.8 scaled ulps below 0.7, 3.8 near 1, 5.8 near 1.5), the fitted
+    # start of the recurrence above; Steed's fraction with the Wronskian in the scalar kernels.
     rng = np.random.default_rng(11)
     v = np.concatenate([rng.uniform(0, 0.5, 500), rng.uniform(0, 21.3, 1000)])
     _check_against_mpmath(v, rng.uniform(0.5, 1.0, v.size))
 
 
 def test_log_kv_small_order_wronskian_range_random_points():
-    # 0.7 <= x < 20 at small order: in the CPU's lanes Steed's fraction for K_{u+1}/K_u, the
-    # power series of I_u and the continued fraction for I_{u+1}/I_u (as a continuant there),
-    # joined by the Wronskian, then the forward recurrence.
+    # 0.7 <= x < 20 at small order: in the scalar kernels Steed's fraction for K_{u+1}/K_u,
+    # the power series of I_u and the continued fraction for I_{u+1}/I_u, joined by the
+    # Wronskian, then the forward recurrence; in the CPU's lanes the fitted start.
     rng = np.random.default_rng(12)
     v = np.concatenate([rng.uniform(0, 1.5, 600), rng.uniform(0, 21.3, 600)])
     _check_against_mpmath(v, np.exp(rng.uniform(np.log(0.7), np.log(20.0), v.size)))
+
+
+def _kv_fit_edges():
+    """The x edges of the fit's pieces, read from the generated header."""
+    path = os.path.join(os.path.dirname(__file__), "..", "csrc", "src", "cpu", "kv_fit_tables.hpp")
+    with open(path) as f:
+        text = f.read()
+    body = text.split("kv_fit_edges[kv_fit_pieces + 1] = {", 1)[1].split("}", 1)[0]
+    return [float(e) for e in body.split(",")]
+
+
+def test_log_kv_fit_pieces_random_points():
+    # Each piece of the fitted start of log K's recurrence (the CPU's lanes, orders below
+    # 21.4, 0.3 <= x < 100): random points, both ends of the piece, and the ends of the
+    # order's reduction to |u| <= 1/2 (u = +-1/2, where the fit's m = 8 u^2 - 1 is 1).
+    # The fits are within 3e-17 of log K_u; these points reach 1.2 scaled ulps (Steed's
+    # fraction with the Wronskian reached 3 near x = 0.8), so 2 guards the fit's accuracy.
+    mp = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(15)
+    edges = _kv_fit_edges()
+    assert edges[0] == 0.3 and edges[-1] == 100.0
+    vs, xs = [], []
+    for a, b in zip(edges, edges[1:]):
+        x = np.concatenate([np.exp(rng.uniform(np.log(a), np.log(b), 60)),
+                            [a, a, a, np.nextafter(b, 0), np.nextafter(b, 0), np.nextafter(b, 0)]])
+        v = np.concatenate([rng.uniform(0, 21.3, 60), [0.0, 0.5, 20.5, 0.0, 0.5, 20.5]])
+        vs.append(v)
+        xs.append(x)
+    v, x = np.concatenate(vs), np.concatenate(xs)
+    with mp.workdps(40):
+        r = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
+    err = _scaled_ulps(special.log_kv(v, x), r, v, x)
+    i = np.argmax(err)
+    assert err.max() <= 2.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
 
 
 def test_log_bessel_small_order_large_x_random_points():

@@ -27,6 +27,7 @@
 #  include <type_traits>
 #  include <utility>
 
+#  include "cpu/kv_fit_tables.hpp"
 #  include "cpu/simd_avx2.hpp"
 #  include "cpu/threads.hpp"
 #  include "curvkit/device/log_bessel.hpp"
@@ -56,10 +57,9 @@ CURVKIT_SIMD_INLINE vd asinh_ratio(vd v, vd x, vd h) {
 // product rho_s ... rho_{n-1} telescopes to P_{n-1} / P_{s-1} = Q_n / P_{s-1}. No
 // renormalisation: the lanes only see x >= temme_min_x_lanes, where each ratio is below
 // 2 (debye_min_order + 1) / x < 5e11 and P_n (22 of them) stays below 1e258.
-CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)) {
-    const vd two_over_x = 2.0 / x;
-    const vd rho_0 = rho;
-    vd p = rho, q = 1.0;
+/// The continuant steps of k_recurrence: (p, q) <- (q + 2 (u + j) / x p, p) for j = 1..n,
+/// lanes with fewer steps idle.
+CURVKIT_SIMD_INLINE void k_continuant(vd u, vd n, vd two_over_x, vd& p, vd& q) {
     const int least = static_cast<int>(min_lane(n)), most = static_cast<int>(max_lane(n));
     int j = 1;
     for (; j <= least; ++j) {  // the steps of every lane
@@ -68,11 +68,16 @@ CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)
         p = next;
     }
     for (; j <= most; ++j) {
-        const vm on = vd(static_cast<double>(j)) <= n;  // lanes with fewer steps idle
+        const vm on = vd(static_cast<double>(j)) <= n;
         const vd next = madd((u + static_cast<double>(j)) * two_over_x, p, q);
         q = select(on, p, q);
         p = select(on, next, p);
     }
+}
+CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)) {
+    const vd rho_0 = rho;
+    vd p = rho, q = 1.0;
+    k_continuant(u, n, 2.0 / x, p, q);
     rho = p / q;
     // skip is 0 or 1 (where the caller has K_{u+1}, and n >= 1).
     return log(select(skip > vd(0.0), q / rho_0, q));
@@ -143,9 +148,9 @@ constexpr int lanes = avx2::lanes;
 //     by order (their iteration counts change with x, their recurrences and products with
 //     the order, and a group runs as long as its slowest lane): for log I the power series
 //     (up to hankel_min_x, three ranges) and the shifted expansion (four ranges, each with
-//     its own term count); for log K Temme's series (up to temme_max_x_lanes, four ranges),
-//     Steed's fraction with the Wronskian (up to wronskian_max_x, nine ranges) and with its
-//     normalising sum (three); for both, orders below 5.5 from x = hankel_min_x_lanes on and
+//     its own term count); for log K Temme's series (up to temme_max_x_lanes, three ranges),
+//     the fit's pieces (up to x = 100, thirteen ranges) and Steed's fraction with its normalising
+//     sum (one); for both, orders below 5.5 from x = hankel_min_x_lanes on and
 //     below 10.5 from hankel_min_x_lanes_2 on take Hankel's expansion;
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
 //     subnormal arguments, tiny x for small-order K, v > 1e30 x), left to the scalar routes.
@@ -154,7 +159,7 @@ constexpr int lanes = avx2::lanes;
 // expensive one, but its lanes' results do not change.
 constexpr int debye_keys = 12;  // debye_terms_log(debye_min_order)
 static_assert(math::debye_terms_log(math::debye_min_order) == debye_keys);
-constexpr int x_ranges = 16;
+constexpr int x_ranges = 17;
 /// Small orders in groups of n = floor(v + 1/2) (the steps of the recurrences and products):
 /// [0, 5], [6, 10], [11, 15], [16, 21].
 constexpr int order_groups = 4;
@@ -165,18 +170,14 @@ constexpr int keys = scalar_key + 1;
 
 /// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
 constexpr double temme_min_x_lanes = 1e-10;
-/// Up to this x the lanes take log K from Temme's series (the scalar route switches at
-/// temme_max_x = 1/2): within 2.8 scaled ulps there, and 3x faster than Steed's fraction,
-/// which converges slowly at small x (~170 steps at x = 1/2). Temme's errors grow with x
-/// (up to 3.5 for x in [0.7, 0.8) and 3.8 in [0.8, 1) at orders in [1/2, 3/2), 5.8 near
-/// x = 1.5), hence the bound.
-constexpr double temme_max_x_lanes = 0.7;
-/// Up to this x (as far as the power series of I_u reaches) the lanes take K from the
-/// Wronskian rather than from Steed's normalising sum (the scalar route switches at
-/// steed_sum_min_x = 2): the sum converges slowly at small x, and the Wronskian's terms are
-/// all positive (1.2-1.6x faster for x in [2, 6), 1.2-1.4x in [6, 20), within 2 scaled ulps
-/// of mpmath on 6,000 random points there).
-constexpr double wronskian_max_x = math::hankel_min_x;
+/// Up to this x the lanes take log K from Temme's series (as the scalar route does up to
+/// temme_max_x = 1/2); from there to x = 100 they start the recurrence from fitted
+/// polynomials (kv_fit_tables.hpp), one route per piece of the fit, 1.6-4.5x faster than
+/// Temme's series and Steed's fraction (which converges slowly at small x, ~170 steps at
+/// x = 1/2) and more accurate (1.3 scaled ulps where Temme's series reaches 2.8 and Steed's
+/// fraction with the Wronskian 3).
+constexpr double temme_max_x_lanes = 0.3;
+static_assert(kv_fit_edges[0] == temme_max_x_lanes);
 
 constexpr double inf = __builtin_inf();
 /// From these x on, orders below 5.5 (the first order group) and below 10.5 (the second)
@@ -186,14 +187,18 @@ constexpr double hankel_min_x_lanes = 36.0, hankel_min_x_lanes_2 = 100.0;
 /// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
 constexpr double x_edges[2][x_ranges + 1] = {
     {0.0, 1.5, 6.0, math::hankel_min_x, hankel_min_x_lanes, 69.0, hankel_min_x_lanes_2, inf, inf,
-     inf, inf, inf, inf, inf, inf, inf, inf},
-    {temme_min_x_lanes, 0.01, 0.1, 0.3, temme_max_x_lanes, 1.0, 1.4, 2.0, 3.0, 4.0, 6.0, 8.0,
-     12.0, wronskian_max_x, hankel_min_x_lanes, hankel_min_x_lanes_2, inf}};
-/// The first x range of log K whose lanes take Steed's fraction, and the first with its
-/// normalising sum; the first x range of log I past the series.
-constexpr int first_steed_range = 4;
-constexpr int first_sum_range = 13;
+     inf, inf, inf, inf, inf, inf, inf, inf, inf},
+    {temme_min_x_lanes, 0.01, 0.1, kv_fit_edges[0], kv_fit_edges[1], kv_fit_edges[2],
+     kv_fit_edges[3], kv_fit_edges[4], kv_fit_edges[5], kv_fit_edges[6], kv_fit_edges[7],
+     kv_fit_edges[8], kv_fit_edges[9], kv_fit_edges[10], kv_fit_edges[11], kv_fit_edges[12],
+     kv_fit_edges[13], inf}};
+/// The first x range of log K whose lanes take the fit, and the first past it (Steed's
+/// fraction with its normalising sum); the first x range of log I past the series.
+constexpr int first_fit_range = 3;
+constexpr int first_sum_range = first_fit_range + kv_fit_pieces;
 constexpr int first_shifted_range = 3;
+static_assert(kv_fit_pieces == 13 && kv_fit_edges[12] == hankel_min_x_lanes &&
+              kv_fit_edges[13] == hankel_min_x_lanes_2);
 /// log I's shifted expansion takes fewer terms where x is larger (debye_terms_shifted): each
 /// of its x ranges is a route of its own, with the term count of its smallest x.
 constexpr int shifted_ranges = 4;
@@ -203,12 +208,11 @@ constexpr int shifted_terms(int r) {
 static_assert(x_edges[0][first_shifted_range + shifted_ranges] == inf &&
               shifted_terms(0) == 15 && shifted_terms(1) == 12 && shifted_terms(2) == 9 &&
               shifted_terms(3) == 9);
-static_assert(x_edges[1][first_steed_range] == temme_max_x_lanes);
+static_assert(x_edges[1][first_fit_range] == temme_max_x_lanes);
 static_assert(x_edges[0][first_shifted_range] == math::hankel_min_x);
-static_assert(x_edges[1][first_sum_range] == wronskian_max_x);
 /// The first x ranges of Hankel's lanes for the first and the second order group.
 constexpr int hankel_range[2][2] = {{first_shifted_range + 1, first_shifted_range + 3},
-                                    {first_sum_range + 1, first_sum_range + 2}};
+                                    {first_sum_range - 1, first_sum_range}};
 static_assert(x_edges[0][hankel_range[0][0]] == hankel_min_x_lanes &&
               x_edges[1][hankel_range[1][0]] == hankel_min_x_lanes &&
               x_edges[0][hankel_range[0][1]] == hankel_min_x_lanes_2 &&
@@ -376,10 +380,28 @@ template <int terms>
     vd ratio;
     math::temme_log_kv(vd::load(v), vd::load(x), ratio).store(out);
 }
-template <bool with_sum>
 [[gnu::noinline, gnu::flatten]] void steed_lanes(const double* v, const double* x, double* out) {
     vd ratio;
-    math::steed_log_kv(vd::load(v), vd::load(x), with_sum, ratio).store(out);
+    math::steed_log_kv(vd::load(v), vd::load(x), true, ratio).store(out);
+}
+
+/// log K_v(x) on the fit's piece `piece` (orders below debye_min_order): log K_u and
+/// K_{u+1} / K_u at u = v - n, |u| <= 1/2, n = floor(v + 1/2), from the fitted polynomials,
+/// then the forward recurrence to K_v / K_u, with one division (2 / x) in all. The scalar
+/// routes take Steed's fraction with the Wronskian there, whose loops cost 3-6x as much.
+/// log K_v = a - x + log(q sqrt(pi / (2x))), q = K_v / K_u < 1e37 (x >= 0.3): its square
+/// keeps the two logarithms one.
+template <int piece>
+[[gnu::noinline, gnu::flatten]] void fit_lanes(const double* v, const double* x, double* out) {
+    const vd vv = vd::load(v), xx = vd::load(x);
+    const vd n = floor(vv + 0.5), u = vv - n;
+    const vd two_over_x = 2.0 / xx;
+    vd a, d;
+    kv_fit<piece>(madd(8.0 * u, u, vd(-1.0)),
+                  madd(two_over_x, vd(kv_fit_scale[piece]), vd(-kv_fit_shift[piece])), a, d);
+    vd p = madd(u + 0.5, 0.5 * two_over_x, 1.0 + d), q = 1.0;  // K_{u+1} / K_u
+    avx2::k_continuant(u, n, two_over_x, p, q);
+    (a - xx + 0.5 * log(q * q * (0.25 * math::pi_d * two_over_x))).store(out);
 }
 
 /// Hankel's large-argument expansion (device::detail::hankel_sum) in lanes, without its
@@ -411,16 +433,22 @@ template <bool kv>
 }
 
 /// The route of a lane key: the key itself for the uniform expansion, and for the small
-/// orders debye_keys + 0, 1, 2 for log K (Temme's series, Steed's fraction with the
-/// Wronskian, with its normalising sum) and debye_keys + 0 (the series), 1 + r (the shifted
-/// expansion's x range r) for log I, hankel_route for both (orders below 5.5 from x =
+/// orders debye_keys + 0, 1, 2 + p for log K (Temme's series, Steed's fraction with its
+/// normalising sum, the fit's piece p) and debye_keys + 0 (the series), 1 + r (the shifted
+/// expansion's x range r) for log I, hankel_route(kv) for both (orders below 5.5 from x =
 /// hankel_min_x_lanes on, below 10.5 from hankel_min_x_lanes_2 on).
-constexpr int hankel_route = debye_keys + 1 + shifted_ranges;  // for log I and log K
+constexpr int hankel_route(bool kv) {
+    return debye_keys + (kv ? 2 + kv_fit_pieces : 1 + shifted_ranges);
+}
 constexpr int route_of(bool kv, int key) {
     if (key < debye_keys) return key;
     const int range = (key - small_keys) / order_groups, group = (key - small_keys) % order_groups;
-    if (group < 2 && range >= hankel_range[kv][group]) return hankel_route;
-    if (kv) return debye_keys + (range < first_steed_range ? 0 : range < first_sum_range ? 1 : 2);
+    if (group < 2 && range >= hankel_range[kv][group]) return hankel_route(kv);
+    if (kv) {
+        return debye_keys + (range < first_fit_range   ? 0
+                             : range < first_sum_range ? 2 + range - first_fit_range
+                                                       : 1);
+    }
     return debye_keys + (range < first_shifted_range ? 0 : 1 + range - first_shifted_range);
 }
 
@@ -430,16 +458,23 @@ constexpr group_fn shifted_lanes_of(int range, std::integer_sequence<int, r...>)
     constexpr group_fn fns[] = {shifted_lanes<shifted_terms(r)>...};
     return fns[range];
 }
+template <int... p>
+constexpr group_fn fit_lanes_of(int piece, std::integer_sequence<int, p...>) {
+    constexpr group_fn fns[] = {fit_lanes<p>...};
+    return fns[piece];
+}
 
 /// A small-order route over a run of lane groups.
 template <bool kv>
 void small_run(int route, const double* v, const double* x, double* out, int n,
                lines_ahead& ahead) {
     group_fn f;
-    if (route == hankel_route - debye_keys) {
+    if (route == hankel_route(kv) - debye_keys) {
         f = hankel_lanes<kv>;
     } else if constexpr (kv) {
-        f = route == 0 ? temme_lanes : route == 1 ? steed_lanes<false> : steed_lanes<true>;
+        f = route == 0   ? temme_lanes
+            : route == 1 ? steed_lanes
+                         : fit_lanes_of(route - 2, std::make_integer_sequence<int, kv_fit_pieces>{});
     } else {
         f = route == 0 ? series_lanes
                        : shifted_lanes_of(route - 1,
