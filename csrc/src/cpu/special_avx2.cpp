@@ -27,7 +27,7 @@
 #  include <type_traits>
 #  include <utility>
 
-#  include "cpu/kv_fit_tables.hpp"
+#  include "cpu/log_bessel_fits.hpp"
 #  include "cpu/simd_avx2.hpp"
 #  include "cpu/threads.hpp"
 #  include "curvkit/device/log_bessel.hpp"
@@ -172,7 +172,7 @@ constexpr int keys = scalar_key + 1;
 constexpr double temme_min_x_lanes = 1e-10;
 /// Up to this x the lanes take log K from Temme's series (as the scalar route does up to
 /// temme_max_x = 1/2); from there to x = 100 they start the recurrence from fitted
-/// polynomials (kv_fit_tables.hpp), one route per piece of the fit, 1.6-4.5x faster than
+/// polynomials (log_bessel_fits.hpp), one route per piece of the fit, 1.6-4.5x faster than
 /// Temme's series and Steed's fraction (which converges slowly at small x, ~170 steps at
 /// x = 1/2) and more accurate (1.3 scaled ulps where Temme's series reaches 2.8 and Steed's
 /// fraction with the Wronskian 3).

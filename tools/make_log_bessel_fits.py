@@ -1,20 +1,27 @@
-"""Writes csrc/src/cpu/kv_fit_tables.hpp: polynomial fits, in the order and in 1/x, of log K_u(x)
-and of its x-derivative for |u| <= 1/2 on pieces of 0.7 <= x < 100, the start of the forward
-recurrence of K in the AVX2 kernels.
+"""Writes csrc/src/cpu/log_bessel_fits.hpp: two-variable polynomial fits for log K's small-order
+route in the AVX2 kernels (orders below the uniform expansion's, 21.39) at 0.3 <= x < 100.
 
-On a piece [a, b) the fitted functions of m = 8 u^2 - 1 and s = (2/x - 1/a - 1/b) / (1/a - 1/b),
-both in [-1, 1], are
+On a piece [a, b) of x, functions of m = 8 u^2 - 1 (|u| <= 1/2) and
+s = (2/x - 1/a - 1/b) / (1/a - 1/b), both in [-1, 1]:
 
     A(m, s) = log(K_u(x) e^x sqrt(2 x / pi))               (log K less its large-x form),
     D(m, s) = K_{u+1}(x) / K_u(x) - u / x - 1 - 1 / (2 x)   (= -d/dx log K_u(x) - 1 - 1/(2x)),
 
-both even in u and smooth in 1/x (the singularities nearest the pieces lie at x = 0 and, in
-the order, at imaginary u of size ~x). They are interpolated at Chebyshev points in 40-digit
-arithmetic (mpmath), converted to monomials in m and s (the coefficients decay by a factor
-of ten or more per degree, so the monomial form is well conditioned), and truncated where the
-sum of the dropped coefficients' magnitudes (a bound of the truncation error on the square)
-is below TOL. The script then checks the double-rounded polynomials against mpmath at random
-points of each piece and writes the largest errors beside them."""
+the start of the forward recurrence to K_v. Both are even in u and smooth in 1/x (the
+nearest singularities lie at x = 0 and, in the order, at imaginary u of size ~x).
+
+(The same approach for log I, which has no stable recurrence in the order and so needs fits
+over the orders themselves, takes 70-250 coefficients per piece at 20 <= x < 100: no faster
+than the shifted uniform expansion there.)
+
+Each function is interpolated at Chebyshev points in 40-digit arithmetic (mpmath), converted
+to monomials (the coefficients fall by a factor of five or more per degree, so the monomial
+form is well conditioned), and truncated where the sum of the dropped coefficients'
+magnitudes (a bound of the truncation error on the square) stays below TOL max(1, a): an
+absolute error, against the scaled ulp eps max(|log|, 1, hypot(v, x)) >= eps max(1, x) (for
+D through the ratio's relative error, which the recurrence does not amplify). The script
+then checks the double-rounded polynomials against mpmath at random points of each piece
+and writes the largest errors beside them."""
 
 from __future__ import annotations
 
@@ -24,18 +31,16 @@ import random
 import mpmath as mp
 
 mp.mp.dps = 40
-# The pieces' edges: narrower at small x, where log K_u(x) varies most with 1/x.
-EDGES = [0.3, 0.4, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.5, 7.0, 11.0, 18.0, 36.0, 100.0]
-# Chebyshev points in m and s (more than any piece keeps).
+# log K's pieces: narrower at small x, where log K_u(x) varies most with 1/x.
+K_EDGES = [0.3, 0.4, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.5, 7.0, 11.0, 18.0, 36.0, 100.0]
+# Chebyshev points in each variable (more than any fit keeps).
 NODES_M, NODES_S = 16, 32
-# Bound on the truncation error of A (absolute) and D (absolute; rho = K_{u+1} / K_u >= 1):
-# a small fraction of the scaled ulp eps max(|log K|, 1, hypot(v, x)) >= eps.
 TOL = 4e-17
 
 
-def fitted(u2, x):
-    """A and D at u^2 = u2 and x."""
-    u = mp.sqrt(u2)
+def k_functions(m, x):
+    """A and D at m = 8 u^2 - 1 and x."""
+    u = mp.sqrt((m + 1) / 8)
     k0, k1 = mp.besselk(u, x), mp.besselk(u + 1, x)
     a = mp.log(k0 * mp.exp(x) * mp.sqrt(2 * x / mp.pi))
     d = k1 / k0 - u / x - 1 - 1 / (2 * x)
@@ -72,17 +77,15 @@ def chebyshev_to_monomial(n):
     return [row + [0] * (n - len(row)) for row in t[:n]]
 
 
-def fit_piece(a, b):
-    """Monomial coefficients M[i][j] (of m^i s^j) of A and D on the piece [a, b)."""
+def fit_piece(functions, a, b):
+    """Monomial coefficients M[i][j] (of m^i s^j) of each function of (m, x) that `functions`
+    returns, on m in [-1, 1] and the piece [a, b) of x."""
     ms, ss = chebyshev_points(NODES_M), chebyshev_points(NODES_S)
-    grid_a = [[None] * NODES_S for _ in range(NODES_M)]
-    grid_d = [[None] * NODES_S for _ in range(NODES_M)]
-    for i, m in enumerate(ms):
-        for j, s in enumerate(ss):
-            grid_a[i][j], grid_d[i][j] = fitted((m + 1) / 8, x_of(s, a, b))
+    values = [[functions(m, x_of(s, a, b)) for s in ss] for m in ms]
     to_mono_m, to_mono_s = chebyshev_to_monomial(NODES_M), chebyshev_to_monomial(NODES_S)
     result = []
-    for grid in (grid_a, grid_d):
+    for f in range(len(values[0][0])):
+        grid = [[values[i][j][f] for j in range(NODES_S)] for i in range(NODES_M)]
         # Separable transform: along s for each m node, then along m.
         along_s = [chebyshev_coefficients(row, NODES_S) for row in grid]
         cheb = [[None] * NODES_S for _ in range(NODES_M)]
@@ -103,13 +106,13 @@ def fit_piece(a, b):
     return result
 
 
-def truncate(mono):
+def truncate(mono, tol):
     """Per power of m, the number of powers of s kept (none past the last kept power of m):
-    the smallest coefficients go first while the dropped ones sum below TOL."""
+    the smallest coefficients go first while the dropped ones sum below tol."""
     entries = sorted((abs(mono[i][j]), i, j) for i in range(NODES_M) for j in range(NODES_S))
     dropped, keep = mp.mpf(0), [[True] * NODES_S for _ in range(NODES_M)]
     for mag, i, j in entries:
-        if dropped + mag >= TOL:
+        if dropped + mag >= tol:
             break
         dropped += mag
         keep[i][j] = False
@@ -152,69 +155,67 @@ def horner_2d(name, mono, counts):
     return lines + [f"    {name} = {expr};"]
 
 
+def fit_and_check(functions, names, a, b, rng, checks, label):
+    monos = fit_piece(functions, a, b)
+    tol = TOL * max(1.0, a)
+    counts = [truncate(m, tol) for m in monos]
+    errs = [mp.mpf(0)] * len(monos)
+    for _ in range(checks):
+        m, s = mp.mpf(rng.uniform(-1, 1)), mp.mpf(rng.uniform(-1, 1))
+        exact = functions(m, x_of(s, a, b))
+        for f in range(len(monos)):
+            errs[f] = max(errs[f], abs(evaluate(monos[f], counts[f], m, s) - exact[f]))
+    print(label + "; ".join(f"{n} {sum(c)} coefficients {c}, error {float(e):.2g}"
+                            for n, c, e in zip(names, counts, errs)), flush=True)
+    return [(monos[f], counts[f], float(errs[f])) for f in range(len(monos))]
+
+
+def scale_shift(lo, hi):
+    """(scale, shift) with 2 scale y - shift in [-1, 1] for y in [lo, hi]."""
+    return float(1 / (hi - lo)), float((hi + lo) / (hi - lo))
+
+
+def array(name, values):
+    return f"constexpr double {name}[] = {{{', '.join(repr(float(c)) for c in values)}}};"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--checks", type=int, default=400, help="random points per piece")
     args = ap.parse_args()
     rng = random.Random(20261123)
-    pieces = []
-    for a, b in zip(EDGES, EDGES[1:]):
-        mono_a, mono_d = fit_piece(a, b)
-        counts_a, counts_d = truncate(mono_a), truncate(mono_d)
-        err_a = err_d = mp.mpf(0)
-        for _ in range(args.checks):
-            m, s = mp.mpf(rng.uniform(-1, 1)), mp.mpf(rng.uniform(-1, 1))
-            ta, td = fitted((m + 1) / 8, x_of(s, a, b))
-            err_a = max(err_a, abs(evaluate(mono_a, counts_a, m, s) - ta))
-            err_d = max(err_d, abs(evaluate(mono_d, counts_d, m, s) - td))
-        print(f"[{a}, {b}): A {sum(counts_a)} coefficients {counts_a}, error {float(err_a):.2g}; "
-              f"D {sum(counts_d)} {counts_d}, error {float(err_d):.2g}")
-        pieces.append((a, b, mono_a, counts_a, float(err_a), mono_d, counts_d, float(err_d)))
     lines = [
-        "// Generated by tools/make_kv_fit_tables.py: polynomial fits of log K_u(x) and its",
-        "// x-derivative for |u| <= 1/2 on pieces of 0.7 <= x < 100 (see the script). Do not edit.",
+        "// Generated by tools/make_log_bessel_fits.py: polynomial fits of log K_u(x) and its",
+        "// x-derivative (|u| <= 1/2, 0.3 <= x < 100) for the AVX2 kernels' small-order route of",
+        "// log K; see the script. Do not edit. Each fit is within the error written beside it",
+        "// (largest over random points, before the rounding of its evaluation); madd is found by",
+        "// argument-dependent lookup.",
         "#pragma once",
         "",
         "namespace curvkit::cpu {",
         "",
-        f"constexpr int kv_fit_pieces = {len(pieces)};",
-        "/// The pieces' edges in x: piece p covers [kv_fit_edges[p], kv_fit_edges[p + 1]).",
-        f"constexpr double kv_fit_edges[kv_fit_pieces + 1] = {{{', '.join(repr(e) for e in EDGES)}}};",
-        "",
+        f"constexpr int kv_fit_pieces = {len(K_EDGES) - 1};",
+        "/// log K's pieces in x: piece p covers [kv_fit_edges[p], kv_fit_edges[p + 1]).",
+        array("kv_fit_edges", K_EDGES),
         "/// On piece p, with m = 8 u^2 - 1 and s = 2 kv_fit_scale[p] / x - kv_fit_shift[p] (both in",
         "/// [-1, 1]): a = log(K_u(x) e^x sqrt(2x / pi)) and d = K_{u+1}(x) / K_u(x) - u / x - 1",
-        "/// - 1 / (2x), each within the error written beside it (largest over random points,",
-        "/// before rounding in the evaluation). madd is found by argument-dependent lookup.",
-        "",
+        "/// - 1 / (2x).",
     ]
-    scale, shift = [], []
-    for p, (a, b, mono_a, counts_a, err_a, mono_d, counts_d, err_d) in enumerate(pieces):
-        ia, ib = 1 / mp.mpf(a), 1 / mp.mpf(b)
-        scale.append(float(1 / (ia - ib)))
-        shift.append(float((ia + ib) / (ia - ib)))
-        lines += [
-            f"// x in [{a!r}, {b!r}): a to {err_a:.1e} ({sum(counts_a)} coefficients), "
-            f"d to {err_d:.1e} ({sum(counts_d)}).",
-            "template <class R>",
-            f"inline void kv_fit_{p}(R m, R s, R& a, R& d) {{",
-            *horner_2d("a", mono_a, counts_a),
-            *horner_2d("d", mono_d, counts_d),
-            "}",
-            "",
-        ]
+    k_scale, k_shift = zip(*(scale_shift(1 / b, 1 / a) for a, b in zip(K_EDGES, K_EDGES[1:])))
+    lines += [array("kv_fit_scale", k_scale), array("kv_fit_shift", k_shift), ""]
+    bodies = []
+    for p, (a, b) in enumerate(zip(K_EDGES, K_EDGES[1:])):
+        (ma, ca, ea), (md, cd, ed) = fit_and_check(k_functions, "AD", a, b, rng, args.checks,
+                                                   f"K [{a}, {b}): ")
+        bodies.append((f"x in [{a!r}, {b!r}): a to {ea:.1e} ({sum(ca)} coefficients), "
+                       f"d to {ed:.1e} ({sum(cd)})",
+                       horner_2d("a", ma, ca) + horner_2d("d", md, cd)))
     lines += ["template <int piece, class R>", "inline void kv_fit(R m, R s, R& a, R& d) {"]
-    for p in range(len(pieces)):
-        lines.append(f"    {'if' if p == 0 else '} else if'} constexpr (piece == {p}) {{")
-        lines.append(f"        kv_fit_{p}(m, s, a, d);")
-    lines += ["    }", "}", ""]
-    lines += [
-        f"constexpr double kv_fit_scale[kv_fit_pieces] = {{{', '.join(repr(c) for c in scale)}}};",
-        f"constexpr double kv_fit_shift[kv_fit_pieces] = {{{', '.join(repr(c) for c in shift)}}};",
-        "",
-        "}  // namespace curvkit::cpu",
-        "",
-    ]
+    for p, (comment, body) in enumerate(bodies):
+        lines += [f"    {'if' if p == 0 else '} else if'} constexpr (piece == {p}) {{  // {comment}"]
+        lines += ["    " + line for line in body]
+    lines += ["    }", "}", "", "}  // namespace curvkit::cpu", ""]
     with open(args.out, "w") as f:
         f.write("\n".join(lines))
 
