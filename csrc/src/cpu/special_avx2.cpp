@@ -5,8 +5,8 @@
 // order group, the power series and the shifted uniform expansion of log I, Temme's series
 // and Steed's fraction of log K, and Hankel's expansion of both. The runs go through SIMD
 // lanes on the same templated code as the scalar functions, with lane-only forms where they
-// are faster: Temme's series up to x = 0.7, the Wronskian up to x = 20, the continued
-// fraction for I_{u+1}/I_u and the forward recurrence of K's ratios without divisions,
+// are faster: log K's forward recurrence without divisions, started for 0.3 <= x < 100 from
+// fitted polynomials (log_bessel_fits.hpp) rather than Temme's series or Steed's fraction,
 // Hankel's expansion without its truncation test where the keys guarantee that it passes,
 // and the uniform expansion up to v = 1e30 x; the few other elements (zero, infinite,
 // negative or subnormal arguments, tiny x for small-order K, v > 1e30 x) take the scalar
@@ -81,49 +81,6 @@ CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)
     rho = p / q;
     // skip is 0 or 1 (where the caller has K_{u+1}, and n >= 1).
     return log(select(skip > vd(0.0), q / rho_0, q));
-}
-
-// The continued fraction for I_{u+1} / I_u (device::detail::cf1_iv_ratio) without divisions
-// (the scalar form, Lentz's method, divides twice per step): f = 1 / (b_1 + 1 / (b_2 + ...)),
-// b_k = 2 (u + k) / x, as the ratio of its continuants A_k / B_k (A_k = b_k A_{k-1} + A_{k-2},
-// likewise B, from A_0 = 0, A_1 = 1, B_0 = 1, B_1 = b_1), all positive for u > -1, so no
-// cancellation. Successive convergents differ by 1 / (B_k B_{k-1}): Lentz's test
-// |f_k / f_{k-1} - 1| <= eps holds once A_{k-1} B_k >= 1 / eps, checked here every second
-// step; a lane keeps its A_k and B_k from then on. B grows by less than b_k + 1 per step:
-// A and B are scaled by powers of two (exactly) every sixteen steps.
-inline vd cf1_iv_ratio(vd v, vd x) {
-    const vd two_over_x = 2.0 / x;
-    vd a_prev = 0.0, a_cur = 1.0, b_prev = 1.0, b_cur = (v + 1.0) * two_over_x;
-    vd unit = 1.0;  // |A_k B_{k-1} - A_{k-1} B_k|: 1, times the scales' squares
-    vd num = a_cur, den = b_cur;
-    vm active = x > vd(0.0);
-    const auto step = [&](int k) {
-        const vd b = (v + static_cast<double>(k)) * two_over_x;
-        const vd a_next = madd(b, a_cur, a_prev);
-        const vd b_next = madd(b, b_cur, b_prev);
-        a_prev = a_cur;
-        a_cur = a_next;
-        b_prev = b_cur;
-        b_cur = b_next;
-    };
-    for (int k = 2; k < 100000; k += 2) {
-        step(k);
-        step(k + 1);
-        const vm done = unit <= device::detail::bessel_eps * (a_prev * b_cur);
-        num = select(active, a_cur, num);
-        den = select(active, b_cur, den);
-        active = and_not(active, done);
-        if (!any_lane(active)) break;
-        if ((k & 15) == 0) {  // scale by 2^-e, e = B's binary exponent
-            const vd scale = power_of_two_below(b_cur);
-            a_prev = a_prev * scale;
-            a_cur = a_cur * scale;
-            b_prev = b_prev * scale;
-            b_cur = b_cur * scale;
-            unit = unit * (scale * scale);
-        }
-    }
-    return num / den;
 }
 
 }  // namespace avx2
@@ -360,10 +317,9 @@ template <int terms, bool kv>
             .store(out + g);
 }
 
-// The small-order routes are flattened (every call inlined): with_sum is then a constant
-// inside Steed's loop, and without the sum the compiler drops the sum's recurrences (a third
-// of the loop's work: 1.5x faster where the Wronskian gives K); the other routes' calls (the
-// series, Temme's sums, the logarithms) schedule together (7-20% faster).
+// The small-order routes are flattened (every call inlined): their calls (the series, Temme's
+// sums, the logarithms) schedule together (7-20% faster), and in Steed's route the Wronskian's
+// branch, which with_sum = true leaves dead, drops out.
 [[gnu::noinline, gnu::flatten, CURVKIT_PRESSURE_SCHEDULED]] void series_lanes(const double* v,
                                                                       const double* x,
                                                                       double* out) {
