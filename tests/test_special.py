@@ -154,12 +154,14 @@ def test_log_kv_small_order_wronskian_range_random_points():
 
 
 def _kv_fit_edges():
-    """The x edges of the fit's pieces, read from the generated header."""
-    path = os.path.join(os.path.dirname(__file__), "..", "csrc", "src", "cpu", "log_bessel_fits.hpp")
-    with open(path) as f:
-        text = f.read()
-    body = text.split("kv_fit_edges[] = {", 1)[1].split("}", 1)[0]
-    return [float(e) for e in body.split(",")]
+    """The x edges of log K's fitted pieces, from the generated header (in the source tree:
+    the CPU kernels' own, not installed)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "csrc/src/cpu/log_bessel_fits.hpp").read_text()
+    edges = re.search(r"kv_fit_edges\[\] = \{([^}]*)\}", text).group(1)
+    return [float(e) for e in edges.split(",")]
 
 
 def test_log_kv_fit_pieces_random_points():
