@@ -166,7 +166,7 @@ def _kv_fit_edges():
 
 def test_log_kv_fit_pieces_random_points():
     # Each piece of the fitted start of log K's recurrence (the CPU's lanes, orders below
-    # 21.4, 0.297 <= x < 100): random points, both ends of the piece, and the ends of the
+    # 21.4, 0.1 <= x < 100): random points, both ends of the piece, and the ends of the
     # order's reduction to |u| <= 1/2 (u = +-1/2, where the fit's m = 8 u^2 - 1 is 1).
     # The fits are within 5e-17 of log K_u below x = 7 (7e-16 above, against a scaled ulp of
     # at least x eps). These points reach 1.1 scaled ulps and 12,000 random points 1.9 (Temme's
@@ -174,7 +174,7 @@ def test_log_kv_fit_pieces_random_points():
     mp = pytest.importorskip("mpmath")
     rng = np.random.default_rng(15)
     edges = _kv_fit_edges()
-    assert edges[0] == 0.296875 and edges[-1] == 100.0
+    assert edges[0] == 0.10009765625 and edges[-1] == 100.0
     vs, xs = [], []
     for a, b in zip(edges, edges[1:]):
         x = np.concatenate([np.exp(rng.uniform(np.log(a), np.log(b), 60)),

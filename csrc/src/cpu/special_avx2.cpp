@@ -5,7 +5,7 @@
 // order group, the power series and the shifted uniform expansion of log I, Temme's series
 // and Steed's fraction of log K, and Hankel's expansion of both. The runs go through SIMD
 // lanes on the same templated code as the scalar functions, with lane-only forms where they
-// are faster: log K's forward recurrence without divisions, started for 0.297 <= x < 100 from
+// are faster: log K's forward recurrence without divisions, started for 0.1 <= x < 100 from
 // fitted polynomials (log_bessel_fits.hpp) rather than Temme's series or Steed's fraction,
 // Hankel's expansion without its truncation test where the keys guarantee that it passes,
 // and the uniform expansion up to v = 1e30 x; the few other elements (zero, infinite,
@@ -105,8 +105,8 @@ constexpr int lanes = avx2::lanes;
 //     by order (their iteration counts change with x, their recurrences and products with
 //     the order, and a group runs as long as its slowest lane): for log I the power series
 //     (up to hankel_min_x, three ranges) and the shifted expansion (four ranges, each with
-//     its own term count); for log K Temme's series (up to temme_max_x_lanes, three ranges),
-//     the fit's pieces (up to x = 100, thirteen ranges) and Steed's fraction with its normalising
+//     its own term count); for log K Temme's series (up to temme_max_x_lanes, two ranges),
+//     the fit's pieces (up to x = 100, sixteen ranges) and Steed's fraction with its normalising
 //     sum (one); for both, orders below 5.5 from x = hankel_min_x_lanes on and
 //     below 10.5 from hankel_min_x_lanes_2 on take Hankel's expansion;
 //   scalar_key: the elements the lanes do not cover (zero, infinite, negative, NaN or
@@ -116,7 +116,7 @@ constexpr int lanes = avx2::lanes;
 // expensive one, but its lanes' results do not change.
 constexpr int debye_keys = 12;  // debye_terms_log(debye_min_order)
 static_assert(math::debye_terms_log(math::debye_min_order) == debye_keys);
-constexpr int x_ranges = 17;
+constexpr int x_ranges = 19;
 /// Small orders in groups of n = floor(v + 1/2) (the steps of the recurrences and products):
 /// [0, 5], [6, 10], [11, 15], [16, 21].
 constexpr int order_groups = 4;
@@ -130,10 +130,12 @@ constexpr double temme_min_x_lanes = 1e-10;
 /// Up to this x the lanes take log K from Temme's series (as the scalar route does up to
 /// temme_max_x = 1/2); from there to x = 100 they start the recurrence from fitted
 /// polynomials (log_bessel_fits.hpp), one route per piece of the fit: 1.9-4.5x faster than
-/// Temme's series and Steed's fraction with the Wronskian in lanes (the fraction converges
-/// slowly at small x, ~170 steps at x = 1/2), and more accurate (1.9 scaled ulps at worst on
-/// 27,000 random points, where those reached 3).
-constexpr double temme_max_x_lanes = 0.296875;
+/// Temme's series and Steed's fraction with the Wronskian in lanes from x = 0.3 (the fraction
+/// converges slowly at small x, ~170 steps at x = 1/2), 1.1-1.35x faster than Temme's series
+/// below (whose three divisions per step are fewer there, but whose fits take 290-360
+/// coefficients), and more accurate (1.9 scaled ulps at worst on 27,000 random points, where
+/// those reached 3). Below x = 0.1 the fits would take still more coefficients.
+constexpr double temme_max_x_lanes = 0.10009765625;
 static_assert(kv_fit_edges[0] == temme_max_x_lanes);
 
 constexpr double inf = __builtin_inf();
@@ -144,18 +146,18 @@ constexpr double hankel_min_x_lanes = 36.0, hankel_min_x_lanes_2 = 100.0;
 /// first edge goes to the scalar routes. Unused ranges are empty (equal edges).
 constexpr double x_edges[2][x_ranges + 1] = {
     {0.0, 1.5, 6.0, math::hankel_min_x, hankel_min_x_lanes, 69.0, hankel_min_x_lanes_2, inf, inf,
-     inf, inf, inf, inf, inf, inf, inf, inf, inf},
-    {temme_min_x_lanes, 0.01, 0.1, kv_fit_edges[0], kv_fit_edges[1], kv_fit_edges[2],
-     kv_fit_edges[3], kv_fit_edges[4], kv_fit_edges[5], kv_fit_edges[6], kv_fit_edges[7],
-     kv_fit_edges[8], kv_fit_edges[9], kv_fit_edges[10], kv_fit_edges[11], kv_fit_edges[12],
-     kv_fit_edges[13], inf}};
+     inf, inf, inf, inf, inf, inf, inf, inf, inf, inf, inf},
+    {temme_min_x_lanes, 0.01, kv_fit_edges[0], kv_fit_edges[1], kv_fit_edges[2], kv_fit_edges[3],
+     kv_fit_edges[4], kv_fit_edges[5], kv_fit_edges[6], kv_fit_edges[7], kv_fit_edges[8],
+     kv_fit_edges[9], kv_fit_edges[10], kv_fit_edges[11], kv_fit_edges[12], kv_fit_edges[13],
+     kv_fit_edges[14], kv_fit_edges[15], kv_fit_edges[16], inf}};
 /// The first x range of log K whose lanes take the fit, and the first past it (Steed's
 /// fraction with its normalising sum); the first x range of log I past the series.
-constexpr int first_fit_range = 3;
+constexpr int first_fit_range = 2;
 constexpr int first_sum_range = first_fit_range + kv_fit_pieces;
 constexpr int first_shifted_range = 3;
-static_assert(kv_fit_pieces == 13 && kv_fit_edges[12] == hankel_min_x_lanes &&
-              kv_fit_edges[13] == hankel_min_x_lanes_2);
+static_assert(kv_fit_pieces == 16 && kv_fit_edges[15] == hankel_min_x_lanes &&
+              kv_fit_edges[16] == hankel_min_x_lanes_2);
 /// log I's shifted expansion takes fewer terms where x is larger (debye_terms_shifted): each
 /// of its x ranges is a route of its own, with the term count of its smallest x.
 constexpr int shifted_ranges = 4;
@@ -407,7 +409,7 @@ template <int terms>
 /// log K_v(x) on the fit's piece `piece` (orders below debye_min_order): log K_u and
 /// K_{u+1} / K_u at u = v - n, |u| <= 1/2, n = floor(v + 1/2), from the fitted polynomials,
 /// then the forward recurrence to K_v / K_u, with one division (2 / x) in all.
-/// log K_v = a - x + log(q sqrt(pi / (2x))), q = K_v / K_u < 1e37 (x >= 0.297): its square
+/// log K_v = a - x + log(q sqrt(pi / (2x))), q = K_v / K_u < 1e46 (x >= 0.1): its square
 /// keeps the two logarithms one.
 template <int piece>
 [[gnu::noinline, gnu::flatten]] void fit_lanes(const double* v, const double* x, double* out) {
