@@ -132,8 +132,8 @@ constexpr double temme_min_x_lanes = 1e-10;
 /// polynomials (log_bessel_fits.hpp), one route per piece of the fit: 1.9-4.5x faster than
 /// Temme's series and Steed's fraction with the Wronskian in lanes from x = 0.3 (the fraction
 /// converges slowly at small x, ~170 steps at x = 1/2), 1.1-1.35x faster than Temme's series
-/// below (whose three divisions per step are fewer there, but whose fits take 290-360
-/// coefficients), and more accurate (1.9 scaled ulps at worst on 27,000 random points, where
+/// below (which takes fewer steps at small x, where the fits take more coefficients: 290-360
+/// per piece), and more accurate (1.9 scaled ulps at worst on 27,000 random points, where
 /// those reached 3). Below x = 0.1 the fits would take still more coefficients.
 constexpr double temme_max_x_lanes = 0.10009765625;
 static_assert(kv_fit_edges[0] == temme_max_x_lanes);
