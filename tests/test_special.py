@@ -192,13 +192,33 @@ def test_log_kv_fit_pieces_random_points():
 
 def test_log_bessel_small_order_large_x_random_points():
     # x >= 20 at small order: in the CPU's lanes the shifted uniform expansion (15 terms from
-    # x = 20, 12 from 36, 9 from 69) and, for orders below 5.5 from x = 36 on and below
-    # 10.5 from x = 100 on, Hankel's expansion; the scalar kernels try Hankel's expansion
-    # with its truncation test first.
+    # x = 20, 12 from 36, 9 from 69) and Hankel's expansion, for log I at orders below 5.5
+    # from x = 20 on and below 10.5 from 36 on, for log K from 36 and 100 on; the scalar
+    # kernels try Hankel's expansion with its truncation test first.
     rng = np.random.default_rng(14)
     v = np.concatenate([rng.uniform(0, 5.5, 300), rng.uniform(0, 21.3, 300)])
     x = np.exp(rng.uniform(np.log(20.0), np.log(1e4), v.size))
     _check_against_mpmath(v, x, ("log_iv", "log_kv"))
+
+
+def test_log_iv_hankel_lanes_alternating_random_points():
+    # Where the CPU's lanes take Hankel's expansion for log I past the scalar truncation test
+    # (orders below 5.5 with 20 <= x < 36, below 10.5 with 36 <= x < 100): alternating terms
+    # up to 7 times the sum. These points reach 1.06 scaled ulps (the shifted expansion that
+    # the lanes took there before: 2.03), and orders near half-integers, where a term nearly
+    # vanishes, check that the sum does not stop early.
+    mp = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(16)
+    half = np.round(rng.uniform(0, 10, 100) * 2) / 2 + rng.choice([0, 1e-12, -1e-9, 1e-6], 100)
+    v = np.abs(np.concatenate([rng.uniform(0, 5.5, 250), rng.uniform(5.5, 10.5, 250), half]))
+    x = np.concatenate([np.exp(rng.uniform(np.log(20), np.log(36), 250)),
+                        np.exp(rng.uniform(np.log(36), np.log(100), 250)),
+                        np.exp(rng.uniform(np.log(20), np.log(100), 100))])
+    with mp.workdps(40):
+        r = np.array([float(mp.log(mp.besseli(a, b))) for a, b in zip(v, x)])
+    err = _scaled_ulps(special.log_iv(v, x), r, v, x)
+    i = np.argmax(err)
+    assert err.max() <= 1.5, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
 
 
 def test_log_bessel_order_far_above_argument_random_points():
