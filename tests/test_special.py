@@ -480,6 +480,23 @@ def test_results_do_not_depend_on_neighbours_or_layout():
         assert np.array_equal(fn(v32[::-1], x32[::-1])[::-1], fn(v32, x32))
 
 
+def test_large_order_results_do_not_depend_on_neighbours():
+    # Chunks whose elements all take the uniform expansion are evaluated by lane groups of
+    # consecutive elements at the group's largest term count, each lane's terms past its own
+    # count zeroed: each element's value must still be that of its own count, whatever its
+    # neighbours (without the zeroing, permuted and single evaluations differ in the last bits).
+    rng = np.random.default_rng(8)
+    n = 20000  # more than two chunks
+    v = np.exp(rng.uniform(np.log(22.0), np.log(1e6), n))
+    x = np.exp(rng.uniform(np.log(1e-6), np.log(1e6), n))
+    perm = rng.permutation(n)
+    for fn in (special.log_iv, special.log_kv):
+        base = fn(v, x)
+        assert np.array_equal(fn(v[perm], x[perm]), base[perm])
+        assert np.array_equal(np.array([fn(a, b) for a, b in zip(v[:400], x[:400])]), base[:400])
+        assert np.array_equal(fn(v[:13], x[:13]), base[:13])  # a partial lane group
+
+
 def test_portable_kernels_within_4_scaled_ulps():
     # The portable kernels (the GPU's code, and the CPU's without AVX2) in a process that
     # turns the vectorised ones off: the same accuracy on the reference, the same layouts.

@@ -1,6 +1,7 @@
 // log I_v(x) and log K_v(x) over arrays, sixteen elements at a time with AVX2 and FMA.
 //
-// Each chunk of elements is sorted by route key into contiguous runs: the uniform expansion
+// Each chunk of elements is sorted by route key into contiguous runs (or, where all of them take
+// the uniform expansion, placed by lane groups of consecutive elements): the uniform expansion
 // (order >= debye_min_order) by its term count, and at smaller orders, by range of x and
 // order group, the power series and the shifted uniform expansion of log I, Temme's series
 // and Steed's fraction of log K, and Hankel's expansion of both. The runs go through SIMD
@@ -260,17 +261,17 @@ inline __m256i float_codes(__m256 lo, __m256 hi) {
 }
 
 /// The route keys of sixteen elements as bytes, element j in byte j.
-/// The comparisons run on sixteen-bit codes of the arguments rounded to floats, sixteen at a
-/// time (twice as many per instruction as on floats: the keys and the sort, 4.5-5 ns per
-/// element, take 0.2-0.7 ns less): an argument x takes the side x >= e of an edge e where its float is at least the
-/// smallest float with seven mantissa bits >= e (code_at_least). Edges held exactly by such a
-/// float (those of the fit's pieces, checked with the codes) split the arguments as floats do, within
-/// a float's rounding (6e-8 relative), where the routes are as accurate; every other edge
-/// moves up by less than 1/128 of itself, where it is a choice of speed, a route valid on
-/// both sides, or a bound whose margin is wider (the term counts' thresholds, which only
-/// move to more terms, and debye_min_order, below which the small-order routes hold to v =
-/// 21.5). The lanes take only orders v >= 0 and arguments x >= 9.2e-41 (a nonzero code),
-/// both below FLT_MAX; the others (and NaN) get the scalar key.
+/// The comparisons run on sixteen-bit codes of the arguments rounded to floats, sixteen at a time
+/// (twice as many per instruction as on floats: the keys and the sort, 4.5-5 ns per element, take
+/// 0.2-0.7 ns less): an argument x takes the side x >= e of an edge e where its float is at least
+/// the smallest float with seven mantissa bits >= e (code_at_least). Edges held exactly by such a
+/// float (those of the fit's pieces, checked with the codes) split the arguments as floats do,
+/// within a float's rounding (6e-8 relative), where the routes are as accurate; every other edge
+/// moves up by less than 1/128 of itself, where it is a choice of speed, a route valid on both
+/// sides, or a bound whose margin is wider (the term counts' thresholds, which only move to more
+/// terms, and debye_min_order, below which the small-order routes hold to v = 21.5). The lanes take
+/// only orders v >= 0 and arguments x >= 9.2e-41 (a nonzero code), both below FLT_MAX; the others
+/// (and NaN) get the scalar key.
 template <bool kv>
 inline __m128i route_keys(const double* vq, const double* xq) {
     const auto floats = [](const double* p, int at) {
@@ -323,8 +324,9 @@ inline __m128i route_keys(const double* vq, const double* xq) {
     for (const int edge : edge_codes.groups) small_key = add(small_key, ge(v, edge));
     __m256i scalar = _mm256_or_si256(large, _mm256_andnot_si256(valid, constant(-1)));
     if constexpr (kv) scalar = _mm256_or_si256(scalar, lt(x, edge_codes.x[kv][0]));
-    const __m256i key = _mm256_blendv_epi8(_mm256_blendv_epi8(small_key, constant(scalar_key), scalar),
-                                           debye_key, _mm256_and_si256(debye, valid));
+    const __m256i key =
+        _mm256_blendv_epi8(_mm256_blendv_epi8(small_key, constant(scalar_key), scalar),
+                           debye_key, _mm256_and_si256(debye, valid));
     // Bytes 0-3, 8-11 in the low half and 4-7, 12-15 in the high half: interleaved by four.
     const __m256i bytes = _mm256_packus_epi16(key, key);
     return _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1));
@@ -364,11 +366,13 @@ struct lines_ahead {
 // passes over the run (the point's pieces, the u-sum, the logarithm), short loops whose
 // independent iterations overlap in the core; as one pass, each group's long chain of
 // dependent operations would run mostly alone. Flattened (every call inlined): the point's
-// pieces and the sums then schedule within each pass (1.15x faster).
+// pieces and the sums then schedule within each pass (1.15x faster). With lane_terms (runs
+// placed by whole lane groups), each lane's terms past its own count are zeros, so that its
+// value is that of its own count.
 template <int terms, bool kv>
 [[gnu::noinline, gnu::flatten, CURVKIT_PRESSURE_SCHEDULED]] void debye_run(
     const double* v, const double* x, double* out, int n, double* veta, double* inv_h,
-    lines_ahead& ahead) {
+    const std::uint8_t* lane_terms, lines_ahead& ahead) {
     for (int g = 0; g < n; g += lanes) {
         ahead.step();
         const math::debye_point<vd> d = math::debye_at(vd::load(v + g), vd::load(x + g));
@@ -376,9 +380,25 @@ template <int terms, bool kv>
         d.inv_h.store(inv_h + g);
         d.p2.store(out + g);
     }
-    for (int g = 0; g < n; g += lanes) {
-        const vd t = vd::load(inv_h + g);
-        (1.0 + math::debye_u_series(kv ? -t : t, vd::load(out + g), terms)).store(out + g);
+    if (lane_terms) {  // each lane's own term count: the terms past it are zeros
+        for (int g = 0; g < n; g += lanes) {
+            const __m128i bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(lane_terms + g));
+            const auto counts_of = [&](int at) {
+                return _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(bytes, at)));
+            };
+            const vd counts(counts_of(0), counts_of(4), counts_of(8), counts_of(12));
+            const auto own_terms = [&](int k, vd q) {
+                return select(vd(static_cast<double>(k)) <= counts, q, vd(0.0));
+            };
+            const vd t = vd::load(inv_h + g);
+            (1.0 + math::debye_u_series(kv ? -t : t, vd::load(out + g), terms, own_terms))
+                .store(out + g);
+        }
+    } else {
+        for (int g = 0; g < n; g += lanes) {
+            const vd t = vd::load(inv_h + g);
+            (1.0 + math::debye_u_series(kv ? -t : t, vd::load(out + g), terms)).store(out + g);
+        }
     }
     for (int g = 0; g < n; g += lanes)
         math::debye_log_finish(kv, vd::load(veta + g), vd::load(inv_h + g), vd::load(out + g))
@@ -516,11 +536,12 @@ void small_run(int route, const double* v, const double* x, double* out, int n,
 
 template <bool kv, int... terms>
 void debye_run_of(int key, const double* v, const double* x, double* out, int n, double* veta,
-                  double* inv_h, lines_ahead& ahead, std::integer_sequence<int, terms...>) {
+                  double* inv_h, const std::uint8_t* lane_terms, lines_ahead& ahead,
+                  std::integer_sequence<int, terms...>) {
     using run_fn = void (*)(const double*, const double*, double*, int, double*, double*,
-                            lines_ahead&);
+                            const std::uint8_t*, lines_ahead&);
     static constexpr run_fn runs[] = {debye_run<terms + 1, kv>...};
-    runs[key](v, x, out, n, veta, inv_h, ahead);
+    runs[key](v, x, out, n, veta, inv_h, lane_terms, ahead);
 }
 
 /// The runs of keys with one route (a route may own several), each padded by at most
@@ -532,15 +553,16 @@ constexpr int runs_of(bool kv) {
 }
 constexpr int sorted_size = chunk + (std::max(runs_of(false), runs_of(true)) + 1) * lanes;
 
-/// A chunk's working arrays (432 kB; a call on contiguous doubles touches the 235 kB of keys,
-/// positions and runs, within a core's second-level cache), kept per thread on the heap
+/// A chunk's working arrays (440 kB; a call on contiguous doubles touches the 242 kB of keys,
+/// positions, runs and lane counts, within a core's second-level cache), kept per thread on the heap
 /// rather than on a stack that may be small: one-byte keys, two-byte positions, no output
 /// offsets for flat layouts, and the expansion's passes over the arguments they read.
 struct chunk_scratch {
     alignas(32) double vs[chunk + 16], xs[chunk + 4];  // arguments as doubles, in order
     alignas(32) std::uint8_t key[chunk + 16];
-    alignas(32) std::uint16_t position[chunk + 4];  // each element's place in the runs
+    alignas(32) std::uint16_t position[chunk + 16];  // each element's place in the runs
     alignas(32) double sv[sorted_size], sx[sorted_size], res[sorted_size];  // the runs
+    alignas(32) std::uint8_t lane_terms[sorted_size];  // runs by lane group: own counts - 1
     idx offsets[chunk];  // output offsets, for two-dimensional layouts only
 };
 
@@ -629,47 +651,103 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     for (int i = 0; i < n / streams * streams; i += streams)
         for (int j = 0; j < streams; ++j) ++count[j][key[i + j]];
     for (int i = n / streams * streams; i < n; ++i) ++count[i % streams][key[i]];
-    // The counting sort of the elements by key into runs padded to whole lane groups (with
-    // copies of the run's last element) runs in eight interleaved streams (element i in stream
-    // i % 8), each with its own counters and its own part of every run: with one counter per
-    // key, each element's increment would wait for the previous one of its key, through memory
-    // (eight streams: 5% faster than four in all, sixteen no faster).
-    int start[keys + 1], next[streams][keys];
-    start[0] = 0;
-    for (int k = 0; k < keys; ++k) {
-        int at = start[k];
-        for (int j = 0; j < streams; ++j) {
-            next[j][k] = at;
-            at += count[j][k];
-        }
-        // A route's run starts on a whole group: pad where the route ends.
-        const bool route_ends = k + 1 >= scalar_key || route_of(kv, k + 1) != route_of(kv, k);
-        start[k + 1] = route_ends ? (at + lanes - 1) / lanes * lanes : at;
-    }
     double *sv = w.sv, *sx = w.sx, *res = w.res;
-    // Each element to its stream's next place in its key's run (kept for the way back).
-    std::uint16_t* position = w.position;
-    const int whole_streams = n / streams * streams;
-    for (int i = 0; i < whole_streams; i += streams)
-        for (int j = 0; j < streams; ++j) {
-            const int p = next[j][key[i + j]]++;
-            position[i + j] = static_cast<std::uint16_t>(p);
-            sv[p] = vp[i + j];
-            sx[p] = xp[i + j];
+    std::uint16_t* position = w.position;  // each element's place in the runs
+    int start[keys + 1];  // each key's run (a route's keys share one, padded at its end)
+    int end_of[keys];     // the end of each key's elements, before any padding
+    // A chunk whose elements all take the uniform expansion (large orders: the hard range, the
+    // von Mises-Fisher normaliser in many dimensions) is placed by whole lane groups of
+    // sixteen consecutive elements, each group at the largest term count of its elements
+    // (each lane's terms past its own count zeroed, so that its value does not depend on its
+    // neighbours): vector copies in place of each element's dependent counter, at the cost of
+    // the zeroed terms; 1.05-1.13x faster per element on the hard range, 1.2x at one order.
+    bool debye_only = true;
+    for (int j = 0; j < streams; ++j)
+        for (int k = debye_keys; k < keys; ++k) debye_only &= count[j][k] == 0;
+    if (debye_only) {
+        std::memset(key + n, 0, 16);  // the keys of the padding take no part in the maxima
+        const int groups = (n + lanes - 1) / lanes;
+        std::uint8_t group_key[chunk / lanes];
+        int group_count[debye_keys] = {}, next_group[debye_keys];
+        for (int g = 0; g < groups; ++g) {
+            __m128i m = _mm_load_si128(reinterpret_cast<const __m128i*>(key + g * lanes));
+            m = _mm_max_epu8(m, _mm_srli_si128(m, 8));
+            m = _mm_max_epu8(m, _mm_srli_si128(m, 4));
+            m = _mm_max_epu8(m, _mm_srli_si128(m, 2));
+            m = _mm_max_epu8(m, _mm_srli_si128(m, 1));
+            group_key[g] = static_cast<std::uint8_t>(_mm_cvtsi128_si32(m));
+            ++group_count[group_key[g]];
         }
-    for (int i = whole_streams; i < n; ++i) {
-        const int p = next[i % streams][key[i]]++;
-        position[i] = static_cast<std::uint16_t>(p);
-        sv[p] = vp[i];
-        sx[p] = xp[i];
-    }
-    int end_of[keys];  // the end of each key's elements, before any padding
-    for (int k = 0; k < keys; ++k) {
-        end_of[k] = next[streams - 1][k];
-        if (k == scalar_key) break;
-        for (int p = end_of[k]; p < start[k + 1]; ++p) {  // the padding of a route's run
-            sv[p] = sv[p - 1];
-            sx[p] = sx[p - 1];
+        start[0] = 0;
+        for (int k = 0; k < keys; ++k) {
+            if (k < debye_keys) next_group[k] = start[k];
+            start[k + 1] = start[k] + (k < debye_keys ? group_count[k] * lanes : 0);
+        }
+        end_of[scalar_key] = start[scalar_key];
+        const __m256i lane_index =
+            _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for (int g = 0; g < groups; ++g) {
+            const int p = next_group[group_key[g]], i = g * lanes, m = std::min(lanes, n - i);
+            next_group[group_key[g]] += lanes;
+            if (m == lanes) {
+                for (int j = 0; j < lanes; j += 4) {
+                    _mm256_store_pd(sv + p + j, _mm256_loadu_pd(vp + i + j));
+                    _mm256_store_pd(sx + p + j, _mm256_loadu_pd(xp + i + j));
+                }
+            } else {  // the last group, padded with copies of its last element
+                for (int j = 0; j < lanes; ++j) {
+                    sv[p + j] = vp[i + std::min(j, m - 1)];
+                    sx[p + j] = xp[i + std::min(j, m - 1)];
+                }
+            }
+            // Each lane's own count (its key + 1; the padding's are zero keys, one term).
+            const __m128i own = _mm_load_si128(reinterpret_cast<const __m128i*>(key + i));
+            _mm_store_si128(reinterpret_cast<__m128i*>(w.lane_terms + p),
+                            _mm_add_epi8(own, _mm_set1_epi8(1)));
+            const __m256i first = _mm256_set1_epi16(static_cast<short>(p));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(position + i),
+                               _mm256_add_epi16(first, lane_index));
+        }
+    } else {
+        // The counting sort of the elements by key into runs padded to whole lane groups (with
+        // copies of the run's last element) runs in eight interleaved streams (element i in stream
+        // i % 8), each with its own counters and its own part of every run: with one counter per
+        // key, each element's increment would wait for the previous one of its key, through memory
+        // (eight streams: 5% faster than four in all, sixteen no faster).
+        int next[streams][keys];
+        start[0] = 0;
+        for (int k = 0; k < keys; ++k) {
+            int at = start[k];
+            for (int j = 0; j < streams; ++j) {
+                next[j][k] = at;
+                at += count[j][k];
+            }
+            // A route's run starts on a whole group: pad where the route ends.
+            const bool route_ends = k + 1 >= scalar_key || route_of(kv, k + 1) != route_of(kv, k);
+            start[k + 1] = route_ends ? (at + lanes - 1) / lanes * lanes : at;
+        }
+        // Each element to its stream's next place in its key's run (kept for the way back).
+        const int whole_streams = n / streams * streams;
+        for (int i = 0; i < whole_streams; i += streams)
+            for (int j = 0; j < streams; ++j) {
+                const int p = next[j][key[i + j]]++;
+                position[i + j] = static_cast<std::uint16_t>(p);
+                sv[p] = vp[i + j];
+                sx[p] = xp[i + j];
+            }
+        for (int i = whole_streams; i < n; ++i) {
+            const int p = next[i % streams][key[i]]++;
+            position[i] = static_cast<std::uint16_t>(p);
+            sv[p] = vp[i];
+            sx[p] = xp[i];
+        }
+        for (int k = 0; k < keys; ++k) {
+            end_of[k] = next[streams - 1][k];
+            if (k == scalar_key) break;
+            for (int p = end_of[k]; p < start[k + 1]; ++p) {  // the padding of a route's run
+                sv[p] = sv[p - 1];
+                sx[p] = sx[p - 1];
+            }
         }
     }
     // Pass 3: the scalar elements (their arguments as doubles are exact, and the
@@ -697,7 +775,8 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         const int s = start[k], len = start[last + 1] - s;
         if (len > 0) {
             if (k < debye_keys) {
-                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, sv + s, sx + s, ahead,
+                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, sv + s, sx + s,
+                                 debye_only ? w.lane_terms + s : nullptr, ahead,
                                  std::make_integer_sequence<int, debye_keys>{});
             } else {
                 small_run<kv>(route_of(kv, k) - debye_keys, sv + s, sx + s, res + s, len, ahead);
