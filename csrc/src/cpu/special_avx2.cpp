@@ -544,6 +544,10 @@ void debye_run_of(int key, const double* v, const double* x, double* out, int n,
     runs[key](v, x, out, n, veta, inv_h, lane_terms, ahead);
 }
 
+/// The largest term count of the uniform expansion for which a chunk is placed by lane groups
+/// (below) rather than sorted by element.
+constexpr int group_max_terms = 6;
+
 /// The runs of keys with one route (a route may own several), each padded by at most
 /// lanes - 1 elements (and the scalar elements after them).
 constexpr int runs_of(bool kv) {
@@ -655,16 +659,18 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     std::uint16_t* position = w.position;  // each element's place in the runs
     int start[keys + 1];  // each key's run (a route's keys share one, padded at its end)
     int end_of[keys];     // the end of each key's elements, before any padding
-    // A chunk whose elements all take the uniform expansion (large orders: the hard range, the
-    // von Mises-Fisher normaliser in many dimensions) is placed by whole lane groups of
+    // A chunk whose elements all take the uniform expansion with at most group_max_terms terms
+    // (orders above ~80: the hard range, the von Mises-Fisher normaliser in many dimensions;
+    // where counts reach 8-12, below ~60, the extra terms cost more than the sort, 3-6% on
+    // orders in [21.4, 50]) is placed by whole lane groups of
     // sixteen consecutive elements, each group at the largest term count of its elements
     // (each lane's terms past its own count zeroed, so that its value does not depend on its
     // neighbours): vector copies in place of each element's dependent counter, at the cost of
-    // the zeroed terms; 1.05-1.13x faster per element on the hard range, 1.2x at one order.
-    bool debye_only = true;
+    // the zeroed terms: 1.05x faster per element on the hard range, 1.2x at one order.
+    bool by_groups = true;
     for (int j = 0; j < streams; ++j)
-        for (int k = debye_keys; k < keys; ++k) debye_only &= count[j][k] == 0;
-    if (debye_only) {
+        for (int k = group_max_terms; k < keys; ++k) by_groups &= count[j][k] == 0;
+    if (by_groups) {
         std::memset(key + n, 0, 16);  // the keys of the padding take no part in the maxima
         const int groups = (n + lanes - 1) / lanes;
         std::uint8_t group_key[chunk / lanes];
@@ -776,7 +782,7 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         if (len > 0) {
             if (k < debye_keys) {
                 debye_run_of<kv>(k, sv + s, sx + s, res + s, len, sv + s, sx + s,
-                                 debye_only ? w.lane_terms + s : nullptr, ahead,
+                                 by_groups ? w.lane_terms + s : nullptr, ahead,
                                  std::make_integer_sequence<int, debye_keys>{});
             } else {
                 small_run<kv>(route_of(kv, k) - debye_keys, sv + s, sx + s, res + s, len, ahead);
