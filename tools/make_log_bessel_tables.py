@@ -92,32 +92,26 @@ def main() -> None:
     # feed one Horner chain in t.
     # Templates over the number type R: double here and on the device, a SIMD lane type in
     # the vectorised CPU kernels (its own madd found by argument-dependent lookup).
-    # The u-sum takes a functor applied to each term's polynomial, the identity by default:
-    # the CPU's lanes pass one that zeroes the terms past each lane's own count, so that a lane
-    # group evaluated at its largest count gives each lane the bits of its own count (a Horner
-    # chain in t that starts from zeros stays exactly zero until the lane's first term).
-    lines += ["/// The identity on a term of the u-sum (debye_u_series' default: every term kept).",
+    # Each sum takes a functor applied to each term's polynomial, the identity by default: the
+    # CPU's lanes pass one to the u-sum that zeroes the terms past each lane's own count, so
+    # that a lane group evaluated at its largest count gives each lane the bits of its own
+    # count (a Horner chain in t that starts from zeros stays exactly zero until the lane's
+    # first term).
+    lines += ["/// The identity on a term of a sum (the sums' default: every term kept).",
               "struct keep_all_terms {",
               "    template <class R>",
               "    CURVKIT_HD R operator()(int, R q) const { return q; }",
               "};", ""]
     for name, polys, what in (("debye_u_series", u, "q"), ("debye_w_series", w, "s")):
-        masked = name == "debye_u_series"
-        if masked:
-            lines += [f"/// sum_(k=1..n) t^k {what}_k(p2), 1 <= n <= debye_max_terms, each {what}_k(p2) through",
-                      "/// keep(k, .).",
-                      "template <class R, class Keep = keep_all_terms>",
-                      f"CURVKIT_HD R {name}(R t, R p2, int n, Keep keep = {{}}) {{"]
-        else:
-            lines += [f"/// sum_(k=1..n) t^k {what}_k(p2), 1 <= n <= debye_max_terms.",
-                      "template <class R>",
-                      f"CURVKIT_HD R {name}(R t, R p2, int n) {{"]
+        lines += [f"/// sum_(k=1..n) t^k {what}_k(p2), 1 <= n <= debye_max_terms, each {what}_k(p2) through",
+                  "/// keep(k, .).",
+                  "template <class R, class Keep = keep_all_terms>",
+                  f"CURVKIT_HD R {name}(R t, R p2, int n, Keep keep = {{}}) {{"]
         lines += ["    R acc = 0.0;",
                   "    switch (n) {"]
         for k in range(KMAX, 0, -1):
             poly = horner(coeffs_in_p2(polys[k], k, k), 'p2')
-            term = f"keep({k}, R({poly}))" if masked else poly
-            lines.append(f"        case {k}: acc = madd(acc, t, {term});")
+            lines.append(f"        case {k}: acc = madd(acc, t, keep({k}, R({poly})));")
             if k > 1:
                 lines.append("            [[fallthrough]];")
         lines += ["        default: break;", "    }", "    return acc * t;", "}", ""]

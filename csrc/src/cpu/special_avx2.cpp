@@ -203,27 +203,31 @@ inline __m256d reflect(__m256d v, double* reflected) {
     return v;
 }
 
+/// a = 2^e (1 + steps / 128) for a positive and normal as a float: steps is fractional where
+/// a float with seven mantissa bits cannot hold a.
+constexpr double code_steps(double a, int& e) {
+    e = 0;
+    double m = a;
+    while (m >= 2.0) m /= 2.0, ++e;
+    while (m < 1.0) m *= 2.0, --e;
+    return (m - 1.0) * 128.0;
+}
 /// The sixteen-bit code of the smallest value >= a whose float has only seven mantissa bits:
 /// a float's upper half (sign, exponent, seven mantissa bits), the form in which route_keys
-/// compares arguments (a = 0 and a = inf, which need no rounding, included; other a positive
-/// and normal as floats).
+/// compares arguments (a = 0 and a = inf, which need no rounding, included).
 constexpr int code_at_least(double a) {
     if (a == 0.0) return 0;
     if (a == inf) return 0x7F80;
     int e = 0;
-    double m = a;
-    while (m >= 2.0) m /= 2.0, ++e;
-    while (m < 1.0) m *= 2.0, --e;
-    const double steps = (m - 1.0) * 128.0;
+    const double steps = code_steps(a, e);
     const int s = static_cast<int>(steps);
     return ((e + 127) << 7) + s + (s != steps);  // s + 1 = 128 carries into the exponent
 }
-/// Whether a float with seven mantissa bits holds a (positive, finite) exactly.
+/// Whether a float with seven mantissa bits holds a exactly (a code compares it exactly).
 constexpr bool code_exact(double a) {
-    double m = a;
-    while (m >= 2.0) m /= 2.0;
-    while (m < 1.0) m *= 2.0;
-    return (m - 1.0) * 128.0 == static_cast<int>((m - 1.0) * 128.0);
+    int e = 0;
+    const double steps = code_steps(a, e);
+    return steps == static_cast<int>(steps);
 }
 static_assert(code_at_least(1.0) == 0x3F80 && code_at_least(21.3902) == code_at_least(21.5) &&
               code_at_least(1.9999) == 0x4000 && code_at_least(0.3) == code_at_least(0.30078125));
@@ -380,25 +384,26 @@ template <int terms, bool kv>
         d.inv_h.store(inv_h + g);
         d.p2.store(out + g);
     }
-    if (lane_terms) {  // each lane's own term count: the terms past it are zeros
+    const auto u_sums = [&](auto keep_at) {  // keep_at(g): the terms the lanes of group g keep
         for (int g = 0; g < n; g += lanes) {
+            const vd t = vd::load(inv_h + g);
+            (1.0 + math::debye_u_series(kv ? -t : t, vd::load(out + g), terms, keep_at(g)))
+                .store(out + g);
+        }
+    };
+    if (lane_terms) {  // each lane's own term count: the terms past it are zeros
+        u_sums([&](int g) {
             const __m128i bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(lane_terms + g));
             const auto counts_of = [&](int at) {
                 return _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(bytes, at)));
             };
             const vd counts(counts_of(0), counts_of(4), counts_of(8), counts_of(12));
-            const auto own_terms = [&](int k, vd q) {
+            return [counts](int k, vd q) {
                 return select(vd(static_cast<double>(k)) <= counts, q, vd(0.0));
             };
-            const vd t = vd::load(inv_h + g);
-            (1.0 + math::debye_u_series(kv ? -t : t, vd::load(out + g), terms, own_terms))
-                .store(out + g);
-        }
+        });
     } else {
-        for (int g = 0; g < n; g += lanes) {
-            const vd t = vd::load(inv_h + g);
-            (1.0 + math::debye_u_series(kv ? -t : t, vd::load(out + g), terms)).store(out + g);
-        }
+        u_sums([](int) { return math::keep_all_terms{}; });
     }
     for (int g = 0; g < n; g += lanes)
         math::debye_log_finish(kv, vd::load(veta + g), vd::load(inv_h + g), vd::load(out + g))
@@ -458,8 +463,8 @@ template <int piece>
 /// 7.1 times the sum (grids of 120,000 points each, up to FLT_MAX): the sum's roundings,
 /// each at most half an ulp of the largest term, stay below ~60 eps of log I even if all
 /// add up, against a scaled ulp of at least 20 and 36 eps there (the scalar test, which asks
-/// that no term exceed the sum, would refuse these). The exponentially
-/// small part it omits (e^-2x relative, for I) is below 5e-18.
+/// that no term exceed the sum, would refuse these). The exponentially small part it omits
+/// (e^-2x relative, for I) is below 5e-18.
 template <bool kv>
 [[gnu::noinline, gnu::flatten]] void hankel_lanes(const double* v, const double* x, double* out) {
     const vd vv = vd::load(v), xx = vd::load(x);
@@ -558,15 +563,15 @@ constexpr int runs_of(bool kv) {
 constexpr int sorted_size = chunk + (std::max(runs_of(false), runs_of(true)) + 1) * lanes;
 
 /// A chunk's working arrays (440 kB; a call on contiguous doubles touches the 242 kB of keys,
-/// positions, runs and lane counts, within a core's second-level cache), kept per thread on the heap
-/// rather than on a stack that may be small: one-byte keys, two-byte positions, no output
-/// offsets for flat layouts, and the expansion's passes over the arguments they read.
+/// positions, runs and lane counts, within a core's second-level cache), kept per thread on
+/// the heap rather than on a stack that may be small: one-byte keys, two-byte positions, no
+/// output offsets for flat layouts, and the expansion's passes over the arguments they read.
 struct chunk_scratch {
     alignas(32) double vs[chunk + 16], xs[chunk + 4];  // arguments as doubles, in order
     alignas(32) std::uint8_t key[chunk + 16];
     alignas(32) std::uint16_t position[chunk + 16];  // each element's place in the runs
     alignas(32) double sv[sorted_size], sx[sorted_size], res[sorted_size];  // the runs
-    alignas(32) std::uint8_t lane_terms[sorted_size];  // runs by lane group: own counts - 1
+    alignas(32) std::uint8_t lane_terms[sorted_size];  // own term counts (runs by lane group)
     idx offsets[chunk];  // output offsets, for two-dimensional layouts only
 };
 
@@ -660,13 +665,13 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     int start[keys + 1];  // each key's run (a route's keys share one, padded at its end)
     int end_of[keys];     // the end of each key's elements, before any padding
     // A chunk whose elements all take the uniform expansion with at most group_max_terms terms
-    // (orders above ~80: the hard range, the von Mises-Fisher normaliser in many dimensions;
-    // where counts reach 8-12, below ~60, the extra terms cost more than the sort, 3-6% on
-    // orders in [21.4, 50]) is placed by whole lane groups of
-    // sixteen consecutive elements, each group at the largest term count of its elements
-    // (each lane's terms past its own count zeroed, so that its value does not depend on its
-    // neighbours): vector copies in place of each element's dependent counter, at the cost of
-    // the zeroed terms: 1.05x faster per element on the hard range, 1.2x at one order.
+    // (orders above ~80: the hard range, the von Mises-Fisher normaliser in many dimensions)
+    // is placed by whole lane groups of sixteen consecutive elements, each group at the
+    // largest term count of its elements (each lane's terms past its own count zeroed, so that
+    // its value does not depend on its neighbours): vector copies in place of each element's
+    // dependent counter, at the cost of the zeroed terms: 1.05x faster per element on the hard
+    // range, 1.2x at one order. Where counts reach 8-12 (orders below ~60) the zeroed terms
+    // cost more than the sort saves (3-6% on orders in [21.4, 50]).
     bool by_groups = true;
     for (int j = 0; j < streams; ++j)
         for (int k = group_max_terms; k < keys; ++k) by_groups &= count[j][k] == 0;
@@ -693,17 +698,17 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         const __m256i lane_index =
             _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         for (int g = 0; g < groups; ++g) {
-            const int p = next_group[group_key[g]], i = g * lanes, m = std::min(lanes, n - i);
+            const int p = next_group[group_key[g]], i = g * lanes, filled = std::min(lanes, n - i);
             next_group[group_key[g]] += lanes;
-            if (m == lanes) {
+            if (filled == lanes) {
                 for (int j = 0; j < lanes; j += 4) {
                     _mm256_store_pd(sv + p + j, _mm256_loadu_pd(vp + i + j));
                     _mm256_store_pd(sx + p + j, _mm256_loadu_pd(xp + i + j));
                 }
             } else {  // the last group, padded with copies of its last element
                 for (int j = 0; j < lanes; ++j) {
-                    sv[p + j] = vp[i + std::min(j, m - 1)];
-                    sx[p + j] = xp[i + std::min(j, m - 1)];
+                    sv[p + j] = vp[i + std::min(j, filled - 1)];
+                    sx[p + j] = xp[i + std::min(j, filled - 1)];
                 }
             }
             // Each lane's own count (its key + 1; the padding's are zero keys, one term).
