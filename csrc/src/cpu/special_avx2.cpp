@@ -663,7 +663,7 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     double *sv = w.sv, *sx = w.sx, *res = w.res;
     std::uint16_t* position = w.position;  // each element's place in the runs
     int start[keys + 1];  // each key's run (a route's keys share one, padded at its end)
-    int end_of[keys];     // the end of each key's elements, before any padding
+    int scalar_end;       // the end of the scalar elements' run
     // A chunk whose elements all take the uniform expansion with at most group_max_terms terms
     // (orders above ~80: the hard range, the von Mises-Fisher normaliser in many dimensions)
     // is placed by whole lane groups of sixteen consecutive elements, each group at the
@@ -694,7 +694,7 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
             if (k < debye_keys) next_group[k] = start[k];
             start[k + 1] = start[k] + (k < debye_keys ? group_count[k] * lanes : 0);
         }
-        end_of[scalar_key] = start[scalar_key];
+        scalar_end = start[scalar_key];
         const __m256i lane_index =
             _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         for (int g = 0; g < groups; ++g) {
@@ -752,10 +752,10 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
             sv[p] = vp[i];
             sx[p] = xp[i];
         }
-        for (int k = 0; k < keys; ++k) {
-            end_of[k] = next[streams - 1][k];
-            if (k == scalar_key) break;
-            for (int p = end_of[k]; p < start[k + 1]; ++p) {  // the padding of a route's run
+        scalar_end = next[streams - 1][scalar_key];
+        for (int k = 0; k < scalar_key; ++k) {
+            // The padding of a route's run, from the end of the key's elements.
+            for (int p = next[streams - 1][k]; p < start[k + 1]; ++p) {
                 sv[p] = sv[p - 1];
                 sx[p] = sx[p - 1];
             }
@@ -763,7 +763,7 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     }
     // Pass 3: the scalar elements (their arguments as doubles are exact, and the
     // reflections made are exact for the scalar functions too).
-    for (int p = start[scalar_key]; p < end_of[scalar_key]; ++p) {
+    for (int p = start[scalar_key]; p < scalar_end; ++p) {
         const T vt = static_cast<T>(sv[p]), xt = static_cast<T>(sx[p]);
         res[p] = static_cast<double>(kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt));
     }
