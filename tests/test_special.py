@@ -153,6 +153,27 @@ def test_log_kv_small_order_wronskian_range_random_points():
     _check_against_mpmath(v, np.exp(rng.uniform(np.log(0.7), np.log(20.0), v.size)))
 
 
+def _check_steed_sum_join(xp=np):
+    """log K at orders |v| <= 1/2 (no recurrence to dilute the error) and 2 <= x < 5, where the
+    scalar kernels take K_u from the Wronskian up to x = 4 and from Steed's normalising sum
+    above: the sum gathers roundings over its many steps near x = 2 (4.4 scaled ulps at
+    x = 2.008 when it started there, 3.1 past x = 2.5); these points reach 1.9 there, 1.0 in
+    the CPU's lanes (the fitted start)."""
+    rng = np.random.default_rng(13)
+    v = rng.uniform(0, 0.5, 1500)
+    x = np.concatenate([rng.uniform(2.0, 3.0, 1000), rng.uniform(3.0, 5.0, 500)])
+    mp = pytest.importorskip("mpmath")
+    with mp.workdps(40):
+        r = np.array([float(mp.log(mp.besselk(a, b))) for a, b in zip(v, x)])
+    err = _scaled_ulps(to_host(special.log_kv(xp.asarray(v), xp.asarray(x))), r, v, x)
+    i = np.argmax(err)
+    assert err.max() <= 3.0, f"max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+
+
+def test_log_kv_steed_sum_join_random_points():
+    _check_steed_sum_join()
+
+
 def _kv_fit_edges():
     """The x edges of log K's fitted pieces, from the generated header (in the source tree:
     the CPU kernels' own, not installed)."""
@@ -275,11 +296,12 @@ def test_uniform_expansion_at_its_fewest_terms():
 
 
 @pytest.mark.gpu
-def test_gpu_log_kv_small_order_small_x_random_points():
+def test_gpu_log_kv_small_order_random_points():
     import cupy as cp
 
     pytest.importorskip("mpmath")
     _check_temme_region(_temme_region_points(), cp)
+    _check_steed_sum_join(cp)
 
 
 def test_iv_ratio_and_log_derivatives_float64():
@@ -515,6 +537,7 @@ def test_portable_kernels_within_4_scaled_ulps():
         "import importlib.util\n"
         "if importlib.util.find_spec('mpmath'):\n"
         "    t._check_temme_region(t._temme_region_points())\n"
+        "    t._check_steed_sum_join()\n"
         "t.test_wronskian_on_mixed_routes(0)\n"
         "t.test_results_do_not_depend_on_neighbours_or_layout()\n"
         "print('ok')\n" % os.path.dirname(__file__))

@@ -117,7 +117,10 @@ def log_iv(v: Any, x: Any, out: Optional[Any] = None) -> Any:
     Notes
     -----
     Accurate to a few ulps of ``max(|log I|, 1, hypot(v, x))`` in float64 and to an ulp in
-    float32, for every order and argument; no overflow for large orders or arguments.
+    float32, for every order ``v >= 0`` (and negative integer orders) and every argument; no
+    overflow for large orders or arguments. At negative non-integer orders the reflection's
+    two terms cancel near the zeros of ``I_v``, and the relative error of ``I_v`` grows with
+    the ratio of their size to ``|I_v|``.
 
     Examples
     --------

@@ -11,7 +11,7 @@
 //   smaller v, x < 20: log I from the power series (all terms positive, summed relative to
 //     the first) and I_{v+1}/I_v from its continued fraction; K at the order |u| <= 1/2 from
 //     Temme's series (x <= 1/2), from Steed's continued fraction for K_{u+1}/K_u and the
-//     Wronskian (1/2 < x <= 2), or from Steed's fraction with its normalising sum (x > 2),
+//     Wronskian (1/2 < x <= 4), or from Steed's fraction with its normalising sum (x > 4),
 //     then a forward recurrence in ratio form up to order v.
 // float arguments are evaluated in double and rounded once, which keeps them within an ulp.
 //
@@ -399,7 +399,7 @@ CURVKIT_HD void temme_kv(R u, R x, R& k0, R& k1) {
     k1 = p0 + (tail_k1 + p_lo);
 }
 
-/// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, x > 2, by Steed's evaluation of the
+/// log K_u(x) and K_{u+1}(x) / K_u(x) for |u| <= 1/2, x > 4, by Steed's evaluation of the
 /// continued fraction for z_1/z_0, z_n = U(u + 1/2 + n, 2u + 1, 2x), together with the
 /// normalising sum S = sum_n C_n z_n / z_0, K_u = sqrt(pi / (2x)) e^{-x} / S (only
 /// `with_log`: the sum converges more slowly than the fraction at small x).
@@ -469,11 +469,13 @@ CURVKIT_HD R cf1_iv_ratio(R v, R x) {
 }
 
 // Temme's series loses a few ulps to cancellation between its logarithmic and constant parts
-// near x = 1, and Steed's normalising sum converges slowly there; between the two, K_u comes
+// near x = 1, and Steed's normalising sum converges slowly there, gathering roundings over
+// its many steps (up to 4.4 scaled ulps at x in [2, 2.5) for |u| <= 1/2, 3.1 in [2.5, 3),
+// 1.8 in [3, 4), against 2.1 at most from the Wronskian there); between the two, K_u comes
 // from the Wronskian I_u K_{u+1} + I_{u+1} K_u = 1 / x, whose terms are all positive:
 // K_u = 1 / (x I_u (K_{u+1} / K_u + I_{u+1} / I_u)).
 constexpr double temme_max_x = 0.5;
-constexpr double steed_sum_min_x = 2.0;
+constexpr double steed_sum_min_x = 4.0;
 
 /// mant * rho (one step of a growing product), renormalised as mantissa * 2^expo before it
 /// or the next ratio (up to ~1e302 for the smallest x) could overflow; only where `on`.
