@@ -740,11 +740,15 @@ def test_vmf_fit_edge_cases():
     e[:, 0] = 1
     assert special.vmf_fit(e)[1] == math.inf
     opposite = np.array([[1.0, 0, 0], [-1.0, 0, 0]])
-    assert special.vmf_fit(opposite)[1] == 0.0
-    with pytest.raises(ValueError):
+    mu, kappa = special.vmf_fit(opposite)
+    assert kappa == 0.0 and np.array_equal(mu, np.zeros(3))
+    with pytest.raises(ValueError, match="N, p"):
         special.vmf_fit(np.ones(3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="zero row"):
         special.vmf_fit(np.zeros((2, 3)))
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            special.vmf_fit(np.where(np.eye(3) > 0, bad, 0.5))
 
 
 # ---- GPU -----------------------------------------------------------------------------------

@@ -333,7 +333,8 @@ def vmf_fit(X: Any) -> Tuple[Any, float]:
     Returns
     -------
     mu : (p,) ndarray
-        Mean direction, NumPy or CuPy like ``X``.
+        Mean direction, NumPy or CuPy like ``X``; zeros where the samples' sum vanishes (no
+        mean direction: kappa is 0, the uniform distribution).
     kappa : float
         Concentration (``inf`` when all samples coincide, 0 when their sum vanishes).
     """
@@ -343,6 +344,8 @@ def vmf_fit(X: Any) -> Tuple[Any, float]:
     with _arrays.on_device(xp, _arrays.device_id(xp, A)):
         A = A.astype(np.float64, copy=False)
         norms = xp.linalg.norm(A, axis=1, keepdims=True)
+        if not bool(xp.all(xp.isfinite(norms))):
+            raise ValueError("X has NaN or infinite entries")
         if not bool(xp.all(norms > 0)):
             raise ValueError("X has a zero row: samples must lie on the unit sphere")
         s = (A / norms).sum(axis=0)
