@@ -302,6 +302,7 @@ def test_gpu_log_kv_small_order_random_points():
     pytest.importorskip("mpmath")
     _check_temme_region(_temme_region_points(), cp)
     _check_steed_sum_join(cp)
+    _check_ratios_at_small_orders(cp)
 
 
 def test_iv_ratio_and_log_derivatives_float64():
@@ -317,6 +318,44 @@ def test_iv_ratio_and_log_derivatives_float64():
     exact = v / x + REF["iv_ratio"]
     err = np.abs(di - exact) / (EPS * exact)
     assert err.max() <= 8.0, _report(err, v, x)
+
+
+def _check_ratios_at_small_orders(xp=np):
+    """iv_ratio and dlog_kv at orders below 21.4 against mpmath (plain relative ulps): the
+    continued fraction of I_{v+1}/I_v (x < 20, evaluated backward: 7.5 ulps as a forward
+    product), Hankel's ratios (x >= 20: 3.7 ulps for I and 5.9 for K as quotients of the two
+    sums), and d/dx log K at orders below 1/2 and small x (9.9 ulps as v/x - K_{v+1}/K_v).
+    These points reach 1.8."""
+    mp = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(14)
+
+    def log_uniform(lo, hi, n):
+        return np.exp(rng.uniform(math.log(lo), math.log(hi), n))
+
+    sets = {
+        "iv_ratio": [(rng.uniform(0, 21.4, 500), rng.uniform(0.01, 20.0, 500)),
+                     (rng.uniform(0, 21.4, 400), log_uniform(20.0, 100.0, 400))],
+        "dlog_kv": [(rng.uniform(0, 0.5, 400), log_uniform(1e-6, 0.5, 400)),
+                    (rng.uniform(0, 21.4, 400), log_uniform(20.0, 100.0, 400))],
+    }
+    for name, points in sets.items():
+        v = np.concatenate([p[0] for p in points])
+        x = np.concatenate([p[1] for p in points])
+        with mp.workdps(40):
+            if name == "iv_ratio":
+                r = [mp.besseli(mp.mpf(a) + 1, b) / mp.besseli(a, b) for a, b in zip(v, x)]
+            else:
+                r = [a / mp.mpf(b) - mp.besselk(mp.mpf(a) + 1, b) / mp.besselk(a, b)
+                     for a, b in zip(v, x)]
+            r = np.array([float(t) for t in r])
+        c = to_host(getattr(special, name)(xp.asarray(v), xp.asarray(x)))
+        err = np.abs(c - r) / (EPS * np.abs(r))
+        i = np.argmax(err)
+        assert err.max() <= 3.0, f"{name}: max {err[i]:.2f} at v={v[i]!r}, x={x[i]!r}"
+
+
+def test_iv_ratio_and_dlog_kv_small_order_random_points():
+    _check_ratios_at_small_orders()
 
 
 def test_iv_ratio_is_not_a_difference_of_logs():
@@ -538,6 +577,7 @@ def test_portable_kernels_within_4_scaled_ulps():
         "if importlib.util.find_spec('mpmath'):\n"
         "    t._check_temme_region(t._temme_region_points())\n"
         "    t._check_steed_sum_join()\n"
+        "    t._check_ratios_at_small_orders()\n"
         "t.test_wronskian_on_mixed_routes(0)\n"
         "t.test_results_do_not_depend_on_neighbours_or_layout()\n"
         "print('ok')\n" % os.path.dirname(__file__))

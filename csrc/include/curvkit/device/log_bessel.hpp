@@ -215,6 +215,32 @@ CURVKIT_HD bool hankel_sum(double v, double x, bool alternating, double& sum) {
     return false;
 }
 
+/// Z_{v+1}(x) / Z_v(x) (Z = I, `alternating`, or K) from Hankel's sums s_v, s_{v+1} where both
+/// pass hankel_sum's test: as 1 + D / s_v with D = s_{v+1} - s_v summed term by term, each
+/// difference of terms from the last (t1_k - t0_k = (t1_{k-1} - t0_{k-1}) f1_k + t0_{k-1} g_k,
+/// f_k the factors of the terms, g_k = f1_k - f0_k = (8 v + 4) step / k exactly), so that
+/// the sums' roundings enter scaled by D / s_v ~ (2 v + 1) / (2 x), not whole: the quotient of
+/// the two sums reached 3.7 ulps (I) and 5.9 (K) on random points with x in [20, 100).
+CURVKIT_HD bool hankel_ratio(double v, double x, bool alternating, double& ratio) {
+    double s0, s1;
+    if (!hankel_sum(v, x, alternating, s0) || !hankel_sum(v + 1.0, x, alternating, s1))
+        return false;
+    const double mu = 4.0 * v * v;
+    const double step = alternating ? -1.0 / (8.0 * x) : 1.0 / (8.0 * x);
+    double t0 = 1.0, d = 0.0, dsum = 0.0;
+    for (int k = 1; k <= 80; ++k) {
+        const double odd = 2.0 * k - 1.0;
+        const double f0 = (mu - odd * odd) * step / k, g = (8.0 * v + 4.0) * step / k;
+        d = d * (f0 + g) + t0 * g;
+        t0 *= f0;
+        dsum += d;
+        if (fabs(d) <= 0.5 * bessel_eps * fabs(dsum) && fabs(t0) <= 0.5 * bessel_eps * fabs(s0))
+            break;
+    }
+    ratio = 1.0 + dsum / s0;
+    return true;
+}
+
 /// Gamma(v + 1) for -1/2 <= v < debye_min_order (below 1e21) as the fraction numer / denom:
 /// (u + 1) ... (u + n) over 1 / Gamma(1 + u) with v = n + u, |u| <= 1/2, exact to a few ulps,
 /// also where log Gamma is near zero (the caller divides once).
@@ -449,23 +475,33 @@ CURVKIT_HD void steed_kv(R u, R x, R& log_k, R& ratio, bool with_log) {
 }
 
 /// I_{v+1}(x) / I_v(x) from its continued fraction 1 / (b_1 + 1 / (b_2 + ...)),
-/// b_k = 2 (v + k) / x, by the modified Lentz method (every b_k > 0 for v > -1).
+/// b_k = 2 (v + k) / x (every b_k > 0 for v > -1), evaluated backward from the depth where the
+/// forward (modified Lentz) pass finds successive approximants equal to rounding: backward,
+/// each step b_j + 1 / t of positive terms damps the error it inherits (1.75 ulps at worst on
+/// 7,500 random points with x < 20), where the forward product of the approximants' ratios
+/// gathers a rounding per step (7.5 ulps at x in [10, 20), 29 steps).
 template <class R>
 CURVKIT_HD R cf1_iv_ratio(R v, R x) {
     const R two_over_x = 2.0 / x;
-    R f = (v + 1.0) * two_over_x;
-    R c = f, d = 0.0;
-    auto active = x > 0.0;  // a lane keeps f once converged
+    R c = (v + 1.0) * two_over_x, d = 0.0;
+    R depth = 1.0;
+    auto active = x > 0.0;  // a lane keeps its depth once converged
     for (int k = 2; k < 100000; ++k) {
         const R b = (v + static_cast<double>(k)) * two_over_x;
         d = 1.0 / (b + d);
         c = b + 1.0 / c;
-        const R delta = c * d;
-        f = select(active, f * delta, f);
-        active = and_not(active, fabs(delta - 1.0) <= bessel_eps);
+        depth = select(active, R(static_cast<double>(k)), depth);
+        active = and_not(active, fabs(c * d - 1.0) <= bessel_eps);
         if (!any_lane(active)) break;
     }
-    return 1.0 / f;
+    // From one term deeper, each lane from its own depth.
+    const R n = depth + 1.0;
+    R t = (v + n) * two_over_x;
+    for (int j = static_cast<int>(max_lane(n)) - 1; j >= 1; --j) {
+        const R b = (v + static_cast<double>(j)) * two_over_x;
+        t = select(static_cast<double>(j) < n, b + 1.0 / t, t);
+    }
+    return 1.0 / t;
 }
 
 // Temme's series loses a few ulps to cancellation between its logarithmic and constant parts
@@ -577,19 +613,24 @@ CURVKIT_HD double iv_ratio_pos(double v, double x) {
     // 2 (v + k) / x could overflow.
     if (x < 1e-150) return x / (2.0 * v + 2.0);
     if (x < hankel_min_x) return cf1_iv_ratio(v, x);
-    double s0, s1;
-    if (hankel_sum(v, x, true, s0) && hankel_sum(v + 1.0, x, true, s1)) return s1 / s0;
     double ratio;
+    if (hankel_ratio(v, x, true, ratio)) return ratio;
     shifted_debye_log_iv(v, x, ratio);
     return ratio;
 }
 
 CURVKIT_HD double dlog_kv_pos(double v, double x) {
     if (v >= debye_min_order) return debye_dlog_kv(v, x);
-    double s0, s1;
-    if (x >= hankel_min_x && hankel_sum(v, x, false, s0) && hankel_sum(v + 1.0, x, false, s1))
-        return v / x - s1 / s0;
     double log_k, ratio;
+    if (x >= hankel_min_x && hankel_ratio(v, x, false, ratio)) return v / x - ratio;
+    if (v > 0.0 && v <= 0.5 && x <= temme_max_x) {
+        // K'_v / K_v = -v / x - K_{v-1} / K_v with K_{v-1} = K_{1-v} from Temme's series at
+        // order -v: two negative terms, where v / x - K_{v+1} / K_v (about v / x - 2v / x at
+        // small x) doubled the ratio's error (9.9 ulps at v = 0.47, x = 1e-4).
+        double k0, k1;  // K_v and (x / 2) K_{1-v}
+        temme_kv(-v, x, k0, k1);
+        return -(v + 2.0 * k1 / k0) / x;
+    }
     small_order_kv(v, x, log_k, ratio);
     // K'_v / K_v = v / x - K_{v+1} / K_v; the ratio exceeds 2v / x, so this loses < 1 bit.
     return v / x - ratio;
