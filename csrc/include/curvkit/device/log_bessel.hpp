@@ -218,7 +218,7 @@ CURVKIT_HD bool hankel_sum(double v, double x, bool alternating, double& sum) {
 /// Z_{v+1}(x) / Z_v(x) (Z = I, `alternating`, or K) from Hankel's sums s_v, s_{v+1} where both
 /// pass hankel_sum's test: as 1 + D / s_v with D = s_{v+1} - s_v summed term by term, each
 /// difference of terms from the last (t1_k - t0_k = (t1_{k-1} - t0_{k-1}) f1_k + t0_{k-1} g_k,
-/// f_k the factors of the terms, g_k = f1_k - f0_k = (8 v + 4) step / k exactly), so that
+/// f_k the factors of the terms, g_k = f1_k - f0_k = (8 v + 4) step / k formed directly), so that
 /// the sums' roundings enter scaled by D / s_v ~ (2 v + 1) / (2 x), not whole: the quotient of
 /// the two sums reached 3.7 ulps (I) and 5.9 (K) on random points with x in [20, 100).
 CURVKIT_HD bool hankel_ratio(double v, double x, bool alternating, double& ratio) {
