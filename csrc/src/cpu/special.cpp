@@ -58,8 +58,7 @@ void elementwise(const block_ref<const T>& v, const block_ref<const T>& x, const
 template <class T>
 void special_function(special_fn f, const block_ref<const T>& v, const block_ref<const T>& x,
                       const block_ref<T>& out) {
-    const bool log_bessel = f == special_fn::log_iv || f == special_fn::log_kv;
-    if (log_bessel && avx2_kernels_enabled()) {
+    if (avx2_kernels_enabled()) {
         elementwise_layout layout{out.rows,     out.cols,     v.row_stride,
                                   v.col_stride, x.row_stride, x.col_stride,
                                   out.row_stride, out.col_stride};
@@ -67,7 +66,7 @@ void special_function(special_fn f, const block_ref<const T>& v, const block_ref
             layout = {layout.cols,  1, layout.v_col,   0, layout.x_col, 0,
                       layout.out_col, 0};
         if (layout.rows * layout.cols > 0)
-            log_bessel_avx2(f == special_fn::log_kv, v.data, x.data, out.data, layout);
+            log_bessel_avx2(f, v.data, x.data, out.data, layout);
         return;
     }
     detail::with_special_functor(f, [&](auto fn) { elementwise(v, x, out, fn); });

@@ -275,8 +275,9 @@ inline __m256i float_codes(__m256 lo, __m256 hi) {
 /// sides, or a bound whose margin is wider (the term counts' thresholds, which only move to more
 /// terms, and debye_min_order, below which the small-order routes hold to v = 21.5). The lanes take
 /// only orders v >= 0 and arguments x >= 9.2e-41 (a nonzero code), both below FLT_MAX; the others
-/// (and NaN) get the scalar key.
-template <bool kv>
+/// (and NaN) get the scalar key. The ratio functions take the keys of log I (I_{v+1} / I_v,
+/// d/dx log I) or of log K (d/dx log K) without the near band.
+template <bool kv, bool near_band>
 inline __m128i route_keys(const double* vq, const double* xq) {
     const auto floats = [](const double* p, int at) {
         return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(p + at + 4)),
@@ -311,11 +312,13 @@ inline __m128i route_keys(const double* vq, const double* xq) {
         _mm256_andnot_si256(_mm256_cmpgt_epi16(v, scaled(x_lo, x_hi, 1e30f)), large);
     // Terms - 1 = debye_keys - 1 - (thresholds <= v) for the uniform expansion, at a larger
     // order where x < v / 5 (debye_near_scale; strictly below on the codes, so also for the
-    // arguments).
+    // arguments) with near_band (the logarithms; the ratios' w-sums have no such margin).
     const __m256i near = _mm256_and_si256(_mm256_cmpgt_epi16(v, scaled(x_lo, x_hi, 5.0f)),
                                           lt(v, edge_codes.near_max));
-    const __m256i v_terms = _mm256_blendv_epi8(
-        v, scaled(v_lo, v_hi, static_cast<float>(math::debye_near_scale)), near);
+    const __m256i v_terms =
+        near_band ? _mm256_blendv_epi8(
+                        v, scaled(v_lo, v_hi, static_cast<float>(math::debye_near_scale)), near)
+                  : v;
     __m256i debye_key = constant(debye_keys - 1);
     for (int i = 0; i < debye_thresholds; ++i)
         debye_key = subtract(debye_key, ge(v_terms, edge_codes.terms[i]));
@@ -365,6 +368,19 @@ struct lines_ahead {
     }
 };
 
+/// The sums' Keep functor of a lane group whose lanes keep their own term counts (sixteen
+/// bytes): each lane's terms past its count are zeros.
+CURVKIT_SIMD_INLINE auto own_terms(const std::uint8_t* counts16) {
+    const __m128i bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(counts16));
+    const auto counts_of = [&](int at) {
+        return _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(bytes, at)));
+    };
+    const vd counts(counts_of(0), counts_of(4), counts_of(8), counts_of(12));
+    return [counts](int k, vd q) {
+        return select(vd(static_cast<double>(k)) <= counts, q, vd(0.0));
+    };
+}
+
 // Each route over a run of lane groups, in a function of its own: inlined together they
 // would share (and spill) one register allocation. The uniform expansion runs in three
 // passes over the run (the point's pieces, the u-sum, the logarithm), short loops whose
@@ -392,16 +408,7 @@ template <int terms, bool kv>
         }
     };
     if (lane_terms) {  // each lane's own term count: the terms past it are zeros
-        u_sums([&](int g) {
-            const __m128i bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(lane_terms + g));
-            const auto counts_of = [&](int at) {
-                return _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(bytes, at)));
-            };
-            const vd counts(counts_of(0), counts_of(4), counts_of(8), counts_of(12));
-            return [counts](int k, vd q) {
-                return select(vd(static_cast<double>(k)) <= counts, q, vd(0.0));
-            };
-        });
+        u_sums([&](int g) { return own_terms(lane_terms + g); });
     } else {
         u_sums([](int) { return math::keep_all_terms{}; });
     }
@@ -485,6 +492,187 @@ template <bool kv>
     (kv ? math::half_ln_pi_over_2 - xx + half_log : xx - math::half_ln_2pi + half_log).store(out);
 }
 
+// ---- The ratio functions on the same keys: I_{v+1} / I_v and d/dx log I (log I's keys),
+// d/dx log K (log K's) ----
+
+constexpr bool k_keys(special_fn f) { return f == special_fn::log_kv || f == special_fn::dlog_kv; }
+constexpr bool is_ratio(special_fn f) {
+    return f != special_fn::log_iv && f != special_fn::log_kv;
+}
+
+/// The ratios' term count on the uniform expansion's key `key` (the logarithms' count
+/// key + 1): debye_terms_ratio at the key's smallest order, the logarithms' threshold for that
+/// count (or debye_min_order), less a float's rounding (the keys compare floats; their codes
+/// only move thresholds up). A count of the key, so still of the element's own arguments.
+constexpr int ratio_terms(int key) {
+    const int log_terms = key + 1;
+    const double lowest =
+        log_terms >= debye_keys
+            ? math::debye_min_order
+            : math::debye_terms_log_orders[math::debye_max_terms - 1 - log_terms];
+    return math::debye_terms_ratio(lowest * (1.0 - 1e-6));
+}
+static_assert(ratio_terms(debye_keys - 1) == math::debye_max_terms && ratio_terms(0) == 3 &&
+              math::debye_terms_log_orders[math::debye_max_terms - 1 - 1] == 105574);
+
+/// I_{v+1} / I_v (iv_ratio), d/dx log I or d/dx log K by the uniform expansion (as
+/// device::detail::debye_iv_ratio and debye_dlog_kv) with `terms` terms, or each lane's own
+/// count from lane_terms. d/dx log I = v / x + x / (h + v) + (x / h) W / U
+/// = h / x + (x / h) W / U: two positive terms, one division fewer.
+template <int terms, special_fn f>
+[[gnu::noinline, gnu::flatten]] void debye_ratio_run(const double* v, const double* x,
+                                                     double* out, int n,
+                                                     const std::uint8_t* lane_terms,
+                                                     lines_ahead& ahead) {
+    const auto run = [&](auto keep_at) {
+        for (int g = 0; g < n; g += lanes) {
+            ahead.step();
+            const vd vv = vd::load(v + g), xx = vd::load(x + g);
+            const math::debye_point<vd> d = math::debye_at(vv, xx);
+            const vd t = k_keys(f) ? -d.inv_h : d.inv_h;  // +-p / v
+            const auto keep = keep_at(g);
+            const vd w_over_u = math::debye_w_series(t, d.p2, terms, keep) /
+                                (1.0 + math::debye_u_series(t, d.p2, terms, keep));
+            const vd x_over_h = xx * d.inv_h;
+            vd r;
+            if constexpr (f == special_fn::iv_ratio) r = madd(x_over_h, w_over_u, xx / (d.h + vv));
+            else if constexpr (f == special_fn::dlog_iv) r = madd(x_over_h, w_over_u, d.h / xx);
+            else r = -madd(x_over_h, w_over_u, d.h / xx);
+            r.store(out + g);
+        }
+    };
+    if (lane_terms) run([&](int g) { return own_terms(lane_terms + g); });
+    else run([](int) { return math::keep_all_terms{}; });
+}
+
+/// Hankel's ratio Z_{v+1} / Z_v (Z = I, `alternating`, or K) as device::detail::hankel_ratio
+/// forms it, 1 + D / s_v, with its sums in one loop and the test per lane: `ok` where both
+/// sums' terms fall below the rounding level within 60 terms and none exceeds either sum
+/// (hankel_sum's test for s_v and s_{v+1} = s_v + D), and x >= hankel_min_x (as the scalar
+/// routes). Past the minimum of a lane's terms (order > v + 1), growth ends its attempt.
+template <bool alternating>
+CURVKIT_SIMD_INLINE vd hankel_ratio_lanes(vd v, vd x, avx2::vm& ok) {
+    const vd mu = 4.0 * v * v, step = (alternating ? -0.125 : 0.125) / x;
+    const vd g_step = (8.0 * v + 4.0) * step;
+    const vd least_growing = 2.0 * v + 2.0;
+    vd t0 = 1.0, s0 = 1.0, d = 0.0, dsum = 0.0, largest = 0.0, previous = 1.0;
+    // A first term above 1 (of either sum) fails the test: such lanes do not start, and a
+    // group with none to start returns at once.
+    avx2::vm active = (x >= vd(math::hankel_min_x)) & (madd(4.0 * (v + 2.0), v, 3.0) <= 8.0 * x);
+    ok = x < vd(0.0);  // none yet
+    if (!any_lane(active)) return 1.0;
+    const auto larger = [](vd a, vd b) { return select(a > b, a, b); };
+    for (int k = 1; k <= 60; ++k) {
+        const double odd = 2.0 * k - 1.0, inv_k = 1.0 / k;
+        const vd f0 = (mu - odd * odd) * step * inv_k, g = g_step * inv_k;
+        d = madd(d, f0 + g, t0 * g);  // t1_k - t0_k
+        t0 = t0 * f0;
+        const vd a0 = fabs(t0);
+        s0 = select(active, s0 + t0, s0);
+        dsum = select(active, dsum + d, dsum);
+        largest = select(active, larger(largest, larger(a0, fabs(t0 + d))), largest);
+        const avx2::vm converged = (fabs(d) <= 0.5 * math::bessel_eps * fabs(dsum)) &
+                                   (a0 <= 0.5 * math::bessel_eps * fabs(s0));
+        ok = ok | (active & converged);
+        active = and_not(and_not(active, converged),
+                         (vd(odd) > least_growing) & (a0 > previous));
+        previous = a0;
+        if (!any_lane(active)) break;
+    }
+    ok = ok & (largest <= fabs(s0)) & (largest <= fabs(s0 + dsum));
+    return 1.0 + dsum / s0;
+}
+
+/// I_{v+1} / I_v, with v / x added for d/dx log I.
+template <special_fn f>
+CURVKIT_SIMD_INLINE vd iv_ratio_finish(vd v, vd x, vd ratio) {
+    return f == special_fn::dlog_iv ? ratio + v / x : ratio;
+}
+/// The continued fraction (device::detail::cf1_iv_ratio) at x < hankel_min_x, each lane to
+/// its own depth (the keys' x ranges keep a group's depths close).
+template <special_fn f>
+[[gnu::noinline, gnu::flatten]] void cf1_lanes(const double* v, const double* x, double* out) {
+    const vd vv = vd::load(v), xx = vd::load(x);
+    iv_ratio_finish<f>(vv, xx, math::cf1_iv_ratio(vv, xx)).store(out);
+}
+/// The shifted uniform expansion's ratio with all its terms (as the scalar route where
+/// Hankel's test fails), at x >= hankel_min_x.
+/// At x >= hankel_min_x: Hankel's ratio where its test passes, else (lane groups with any
+/// such lane) the shifted uniform expansion's ratio with all its terms, as the scalar route.
+template <special_fn f>
+[[gnu::noinline, gnu::flatten]] void shifted_ratio_lanes(const double* v, const double* x,
+                                                         double* out) {
+    const vd vv = vd::load(v), xx = vd::load(x);
+    avx2::vm ok;
+    vd ratio = hankel_ratio_lanes<true>(vv, xx, ok);
+    if (any_lane(and_not(xx > vd(0.0), ok))) {
+        vd shifted;
+        math::shifted_debye_log_iv(vv, xx, shifted, math::debye_max_terms);  // log: dead code
+        ratio = select(ok, ratio, shifted);
+    }
+    iv_ratio_finish<f>(vv, xx, ratio).store(out);
+}
+
+/// d/dx log K_v(x) = -v / x - K_{v-1}(x) / K_v(x), two negative terms (v / x - K_{v+1} / K_v,
+/// as the scalar route forms it, cancels near v = 1/2 at small x), from the order
+/// w = u = v - n (n = floor(v + 1/2) >= 1) or w = -u (n = 0) and rho = K_{w+1} / K_w: for
+/// n >= 1 the continuant's n - 1 steps give P / Q = K_v / K_{v-1}; for n = 0, rho itself is
+/// K_{1-v} / K_v = K_{v-1} / K_v.
+CURVKIT_SIMD_INLINE vd dlog_kv_finish(vd v, vd u, vd n, vd two_over_x, vd rho) {
+    vd p = rho, q = 1.0;
+    avx2::k_continuant(u, n - 1.0, two_over_x, p, q);
+    return -madd(v, 0.5 * two_over_x, select(n >= vd(1.0), q / p, rho));
+}
+/// The order of K's ratio for dlog_kv_finish: u, or -u where n = 0.
+struct dlog_kv_order {
+    vd v, n, u, w;
+    explicit dlog_kv_order(vd order) : v(order), n(floor(order + 0.5)), u(order - n) {
+        w = select(n >= vd(1.0), u, -u);
+    }
+};
+[[gnu::noinline, gnu::flatten, CURVKIT_PRESSURE_SCHEDULED]] void temme_dlog_kv_lanes(
+    const double* v, const double* x, double* out) {
+    const dlog_kv_order o(vd::load(v));
+    const vd xx = vd::load(x), two_over_x = 2.0 / xx;
+    vd k0, k1;  // K_w and (x / 2) K_{w+1}
+    math::temme_kv(o.w, xx, k0, k1);
+    dlog_kv_finish(o.v, o.u, o.n, two_over_x, two_over_x * (k1 / k0)).store(out);
+}
+/// From x = 11, where the fit's D is not accurate enough for the ratio: as the scalar route,
+/// Hankel's ratio (from x = hankel_min_x) where its test passes, elsewhere Steed's fraction
+/// (without its normalising sum). d/dx log K = v / x - K_{v+1} / K_v there (the ratio
+/// exceeds 2 v / x: less than a bit lost).
+[[gnu::noinline, gnu::flatten]] void steed_dlog_kv_lanes(const double* v, const double* x,
+                                                         double* out) {
+    const dlog_kv_order o(vd::load(v));
+    const vd xx = vd::load(x);
+    avx2::vm ok;
+    const vd hankel = o.v / xx - hankel_ratio_lanes<false>(o.v, xx, ok);
+    vd result = hankel;
+    if (any_lane(and_not(xx > vd(0.0), ok))) {
+        vd log_k, rho;
+        math::steed_kv(o.w, xx, log_k, rho, false);
+        result = select(ok, hankel, dlog_kv_finish(o.v, o.u, o.n, 2.0 / xx, rho));
+    }
+    result.store(out);
+}
+/// The fit's pieces below this x give D to 4.6e-17 or better (log_bessel_fits.hpp), against
+/// |d/dx log K| >= 1; past it, to 2.5e-16 and more.
+constexpr int dlog_fit_pieces = 13;
+static_assert(kv_fit_edges[dlog_fit_pieces] == 11.0);
+/// The fit's start K_{w+1} / K_w = 1 + (w + 1/2) / x + D (D even in the order).
+template <int piece>
+[[gnu::noinline, gnu::flatten]] void fit_dlog_kv_lanes(const double* v, const double* x,
+                                                       double* out) {
+    const dlog_kv_order o(vd::load(v));
+    const vd xx = vd::load(x), two_over_x = 2.0 / xx;
+    vd a, d;  // a is dead code here
+    kv_fit<piece>(madd(8.0 * o.u, o.u, vd(-1.0)),
+                  madd(two_over_x, vd(kv_fit_scale[piece]), vd(-kv_fit_shift[piece])), a, d);
+    const vd rho = madd(o.w + 0.5, 0.5 * two_over_x, 1.0 + d);
+    dlog_kv_finish(o.v, o.u, o.n, two_over_x, rho).store(out);
+}
+
 /// The route of a lane key: the key itself for the uniform expansion, and for the small
 /// orders debye_keys + 0, 1, 2 + p for log K (Temme's series, Steed's fraction with its
 /// normalising sum, the fit's piece p) and debye_keys + 0 (the series), 1 + r (the shifted
@@ -516,13 +704,29 @@ constexpr group_fn fit_lanes_of(int piece, std::integer_sequence<int, p...>) {
     constexpr group_fn fns[] = {fit_lanes<p>...};
     return fns[piece];
 }
+template <int... p>
+constexpr group_fn fit_dlog_kv_lanes_of(int piece, std::integer_sequence<int, p...>) {
+    constexpr group_fn fns[] = {fit_dlog_kv_lanes<p>...};
+    return fns[piece];
+}
 
-/// A small-order route over a run of lane groups.
-template <bool kv>
+/// A small-order route over a run of lane groups. The ratios of I take the continued
+/// fraction where log I takes the series, and the shifted expansion elsewhere; d/dx log K
+/// takes Temme's series, the fit's pieces up to x = 11 and Steed's fraction elsewhere.
+template <special_fn fn>
 void small_run(int route, const double* v, const double* x, double* out, int n,
                lines_ahead& ahead) {
+    constexpr bool kv = k_keys(fn);
     group_fn f;
-    if (route == hankel_route(kv) - debye_keys) {
+    if constexpr (fn == special_fn::dlog_kv) {
+        const int piece = route - 2;
+        f = route == 0 ? temme_dlog_kv_lanes
+            : piece >= 0 && piece < dlog_fit_pieces
+                ? fit_dlog_kv_lanes_of(piece, std::make_integer_sequence<int, dlog_fit_pieces>{})
+                : steed_dlog_kv_lanes;
+    } else if constexpr (is_ratio(fn)) {
+        f = route == 0 ? cf1_lanes<fn> : shifted_ratio_lanes<fn>;
+    } else if (route == hankel_route(kv) - debye_keys) {
         f = hankel_lanes<kv>;
     } else if constexpr (kv) {
         f = route == 0   ? temme_lanes
@@ -547,6 +751,15 @@ void debye_run_of(int key, const double* v, const double* x, double* out, int n,
                             const std::uint8_t*, lines_ahead&);
     static constexpr run_fn runs[] = {debye_run<terms + 1, kv>...};
     runs[key](v, x, out, n, veta, inv_h, lane_terms, ahead);
+}
+template <special_fn f, int... key>
+void debye_ratio_run_of(int k, const double* v, const double* x, double* out, int n,
+                        const std::uint8_t* lane_terms, lines_ahead& ahead,
+                        std::integer_sequence<int, key...>) {
+    using run_fn =
+        void (*)(const double*, const double*, double*, int, const std::uint8_t*, lines_ahead&);
+    static constexpr run_fn runs[] = {debye_ratio_run<ratio_terms(key), f>...};
+    runs[k](v, x, out, n, lane_terms, ahead);
 }
 
 /// The largest term count of the uniform expansion for which a chunk is placed by lane groups
@@ -584,9 +797,23 @@ chunk_scratch& thread_scratch() {
 static_assert(sizeof(chunk_scratch) < 448 * 1024);
 static_assert(keys <= 256 && sorted_size <= 65536, "one-byte keys, two-byte positions");
 
-template <bool kv, class T>
+/// f(v, x) by the scalar functions (compiled here with FMA).
+template <special_fn f, class T>
+T scalar_function(T v, T x) {
+    if constexpr (f == special_fn::log_iv) return device::log_iv(v, x);
+    else if constexpr (f == special_fn::log_kv) return device::log_kv(v, x);
+    else if constexpr (f == special_fn::iv_ratio) return device::iv_ratio(v, x);
+    else if constexpr (f == special_fn::dlog_iv) return device::dlog_iv(v, x);
+    else return device::dlog_kv(v, x);
+}
+
+template <special_fn f, class T>
 void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& a, idx begin,
                       idx end, idx next_begin) {
+    constexpr bool kv = k_keys(f);
+    // I_{-n} = I_n does not carry over to I_{-n+1} / I_{-n}: the ratios of I take negative
+    // orders by the scalar routes.
+    constexpr bool reflects = f != special_fn::iv_ratio && f != special_fn::dlog_iv;
     const int n = static_cast<int>(end - begin);
     // Pass 1: the arguments as doubles and their route keys, sixteen at a time, counted by key;
     // contiguous double arrays are read in place, others copied first.
@@ -647,11 +874,12 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
                 for (int j = 0; j < 16; j += 4)  // sign bits
                     negative = _mm256_or_pd(negative, _mm256_loadu_pd(vq + j));
             }
-            _mm_store_si128(reinterpret_cast<__m128i*>(key + i), route_keys<kv>(vq, xq));
+            _mm_store_si128(reinterpret_cast<__m128i*>(key + i),
+                            route_keys<kv, !is_ratio(f)>(vq, xq));
         }
     };
     key_pass(std::false_type{});
-    if (_mm256_movemask_pd(negative)) {  // some order's sign bit is set
+    if (reflects && _mm256_movemask_pd(negative)) {  // some order's sign bit is set
         key_pass(std::true_type{});
         vp = vs;
     }
@@ -711,10 +939,17 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
                     sx[p + j] = xp[i + std::min(j, filled - 1)];
                 }
             }
-            // Each lane's own count (its key + 1; the padding's are zero keys, one term).
+            // Each lane's own count (its key + 1, or the ratios' count of its key; the
+            // padding's are zero keys).
             const __m128i own = _mm_load_si128(reinterpret_cast<const __m128i*>(key + i));
+            static_assert(debye_keys <= 16, "the ratios' counts by one byte shuffle");
+            const __m128i ratio_counts = _mm_setr_epi8(
+                ratio_terms(0), ratio_terms(1), ratio_terms(2), ratio_terms(3), ratio_terms(4),
+                ratio_terms(5), ratio_terms(6), ratio_terms(7), ratio_terms(8), ratio_terms(9),
+                ratio_terms(10), ratio_terms(11), 0, 0, 0, 0);
             _mm_store_si128(reinterpret_cast<__m128i*>(w.lane_terms + p),
-                            _mm_add_epi8(own, _mm_set1_epi8(1)));
+                            is_ratio(f) ? _mm_shuffle_epi8(ratio_counts, own)
+                                        : _mm_add_epi8(own, _mm_set1_epi8(1)));
             const __m256i first = _mm256_set1_epi16(static_cast<short>(p));
             _mm256_store_si256(reinterpret_cast<__m256i*>(position + i),
                                _mm256_add_epi16(first, lane_index));
@@ -765,7 +1000,7 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
     // reflections made are exact for the scalar functions too).
     for (int p = start[scalar_key]; p < scalar_end; ++p) {
         const T vt = static_cast<T>(sv[p]), xt = static_cast<T>(sx[p]);
-        res[p] = static_cast<double>(kv ? device::log_kv(vt, xt) : device::log_iv(vt, xt));
+        res[p] = static_cast<double>(scalar_function<f>(vt, xt));
     }
     // Pass 4: the routes' runs (the uniform expansion's passes overwrite their arguments).
     lines_ahead ahead;
@@ -785,12 +1020,15 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
         while (last + 1 < scalar_key && route_of(kv, last + 1) == route_of(kv, k)) ++last;
         const int s = start[k], len = start[last + 1] - s;
         if (len > 0) {
-            if (k < debye_keys) {
-                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, sv + s, sx + s,
-                                 by_groups ? w.lane_terms + s : nullptr, ahead,
-                                 std::make_integer_sequence<int, debye_keys>{});
+            const std::uint8_t* lane_terms = by_groups ? w.lane_terms + s : nullptr;
+            if (k >= debye_keys) {
+                small_run<f>(route_of(kv, k) - debye_keys, sv + s, sx + s, res + s, len, ahead);
+            } else if constexpr (is_ratio(f)) {
+                debye_ratio_run_of<f>(k, sv + s, sx + s, res + s, len, lane_terms, ahead,
+                                      std::make_integer_sequence<int, debye_keys>{});
             } else {
-                small_run<kv>(route_of(kv, k) - debye_keys, sv + s, sx + s, res + s, len, ahead);
+                debye_run_of<kv>(k, sv + s, sx + s, res + s, len, sv + s, sx + s, lane_terms,
+                                 ahead, std::make_integer_sequence<int, debye_keys>{});
             }
         }
         k = last + 1;
@@ -822,21 +1060,37 @@ void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& 
 }  // namespace
 
 template <class T>
-void log_bessel_avx2(bool kv, const T* v, const T* x, T* out, const elementwise_layout& layout) {
+void log_bessel_avx2(special_fn f, const T* v, const T* x, T* out,
+                     const elementwise_layout& layout) {
     const idx n = layout.rows * layout.cols;
 #  pragma omp parallel for schedule(dynamic, 1) if (use_threads(n * 64))
     for (idx b = 0; b < n; b += chunk) {
         const idx e = std::min(n, b + chunk);
         // The chunk this thread most likely takes next (the threads take chunks in turn).
         const idx next = b + chunk * omp_get_num_threads();
-        kv ? chunk_log_bessel<true>(v, x, out, layout, b, e, next)
-           : chunk_log_bessel<false>(v, x, out, layout, b, e, next);
+        switch (f) {
+            case special_fn::log_iv:
+                chunk_log_bessel<special_fn::log_iv>(v, x, out, layout, b, e, next);
+                break;
+            case special_fn::log_kv:
+                chunk_log_bessel<special_fn::log_kv>(v, x, out, layout, b, e, next);
+                break;
+            case special_fn::iv_ratio:
+                chunk_log_bessel<special_fn::iv_ratio>(v, x, out, layout, b, e, next);
+                break;
+            case special_fn::dlog_iv:
+                chunk_log_bessel<special_fn::dlog_iv>(v, x, out, layout, b, e, next);
+                break;
+            case special_fn::dlog_kv:
+                chunk_log_bessel<special_fn::dlog_kv>(v, x, out, layout, b, e, next);
+                break;
+        }
     }
 }
 
-template void log_bessel_avx2(bool, const float*, const float*, float*,
+template void log_bessel_avx2(special_fn, const float*, const float*, float*,
                               const elementwise_layout&);
-template void log_bessel_avx2(bool, const double*, const double*, double*,
+template void log_bessel_avx2(special_fn, const double*, const double*, double*,
                               const elementwise_layout&);
 
 }  // namespace curvkit::cpu
@@ -846,11 +1100,11 @@ template void log_bessel_avx2(bool, const double*, const double*, double*,
 namespace curvkit::cpu {
 
 template <class T>
-void log_bessel_avx2(bool, const T*, const T*, T*, const elementwise_layout&) {}
+void log_bessel_avx2(special_fn, const T*, const T*, T*, const elementwise_layout&) {}
 
-template void log_bessel_avx2(bool, const float*, const float*, float*,
+template void log_bessel_avx2(special_fn, const float*, const float*, float*,
                               const elementwise_layout&);
-template void log_bessel_avx2(bool, const double*, const double*, double*,
+template void log_bessel_avx2(special_fn, const double*, const double*, double*,
                               const elementwise_layout&);
 
 }  // namespace curvkit::cpu
