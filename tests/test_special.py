@@ -20,6 +20,7 @@ from curvkit import special
 from conftest import to_host
 
 EPS = np.finfo(np.float64).eps
+FUNCTIONS = ("log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv")
 EPS32 = float(np.finfo(np.float32).eps)
 DATA = os.path.join(os.path.dirname(__file__), "data", "log_bessel_reference.csv.gz")
 
@@ -317,11 +318,14 @@ def test_iv_ratio_and_log_derivatives_float64():
 
 
 def _check_ratios_at_small_orders(xp=np):
-    """iv_ratio and dlog_kv at orders below 21.4 against mpmath (plain relative ulps): the
-    continued fraction of I_{v+1}/I_v (x < 20, evaluated backward: 7.5 ulps as a forward
-    product), Hankel's ratios (x >= 20: 3.7 ulps for I and 5.9 for K as quotients of the two
-    sums), and d/dx log K at orders below 1/2 and small x (9.9 ulps as v/x - K_{v+1}/K_v).
-    These points reach 1.8."""
+    """iv_ratio, dlog_iv and dlog_kv against mpmath (plain relative ulps), on every route of
+    the vectorised and the portable kernels: the continued fraction of I_{v+1}/I_v (x < 20,
+    evaluated backward: 7.5 ulps as a forward product), Hankel's ratios (x >= 20: 3.7 ulps for
+    I and 5.9 for K as quotients of the two sums) and the shifted expansion where their test
+    fails, d/dx log K at orders below 1/2 and small x (9.9 ulps as v/x - K_{v+1}/K_v),
+    Temme's series, the fitted start of K's recurrence (x < 11) and Steed's fraction, and the
+    uniform expansion at orders up to 90 (mpmath's besselk is wrong near x = 0.66 v only at
+    orders of a few hundred). These points reach 2.2 on both kernels."""
     mp = pytest.importorskip("mpmath")
     rng = np.random.default_rng(14)
 
@@ -330,9 +334,18 @@ def _check_ratios_at_small_orders(xp=np):
 
     sets = {
         "iv_ratio": [(rng.uniform(0, 21.4, 500), rng.uniform(0.01, 20.0, 500)),
-                     (rng.uniform(0, 21.4, 400), log_uniform(20.0, 100.0, 400))],
+                     (rng.uniform(0, 21.4, 200), log_uniform(1e-6, 20.0, 200)),
+                     (rng.uniform(0, 21.4, 400), log_uniform(20.0, 100.0, 400)),
+                     (rng.uniform(0, 21.4, 200), log_uniform(100.0, 1e8, 200)),
+                     (rng.uniform(21.4, 90, 200), log_uniform(0.1, 1e4, 200))],
+        "dlog_iv": [(rng.uniform(0, 21.4, 200), log_uniform(1e-3, 1e3, 200)),
+                    (rng.uniform(21.4, 90, 100), log_uniform(0.1, 1e4, 100))],
         "dlog_kv": [(rng.uniform(0, 0.5, 400), log_uniform(1e-6, 0.5, 400)),
-                    (rng.uniform(0, 21.4, 400), log_uniform(20.0, 100.0, 400))],
+                    (rng.uniform(0, 21.4, 200), log_uniform(1e-10, 0.1, 200)),
+                    (rng.uniform(0, 21.4, 300), log_uniform(0.1, 11.0, 300)),
+                    (rng.uniform(0, 21.4, 400), log_uniform(20.0, 100.0, 400)),
+                    (rng.uniform(0, 21.4, 200), log_uniform(11.0, 1e8, 200)),
+                    (rng.uniform(21.4, 90, 200), log_uniform(0.1, 1e4, 200))],
     }
     for name, points in sets.items():
         v = np.concatenate([p[0] for p in points])
@@ -340,6 +353,9 @@ def _check_ratios_at_small_orders(xp=np):
         with mp.workdps(40):
             if name == "iv_ratio":
                 r = [mp.besseli(mp.mpf(a) + 1, b) / mp.besseli(a, b) for a, b in zip(v, x)]
+            elif name == "dlog_iv":
+                r = [a / mp.mpf(b) + mp.besseli(mp.mpf(a) + 1, b) / mp.besseli(a, b)
+                     for a, b in zip(v, x)]
             else:
                 r = [a / mp.mpf(b) - mp.besselk(mp.mpf(a) + 1, b) / mp.besselk(a, b)
                      for a, b in zip(v, x)]
@@ -510,7 +526,8 @@ def test_results_do_not_depend_on_neighbours_or_layout():
     # elements share its group, its position, the layout, or the array's length.
     v, x = _mixed_routes(3000, 2)
     perm = np.random.default_rng(3).permutation(v.size)
-    for fn in (special.log_iv, special.log_kv):
+    for name in FUNCTIONS:
+        fn = getattr(special, name)
         base = fn(v, x)
         assert np.array_equal(fn(v[perm], x[perm]), base[perm])
         assert np.array_equal(fn(v[::-1].copy()[::-1], x), base)
@@ -523,14 +540,16 @@ def test_results_do_not_depend_on_neighbours_or_layout():
         assert np.array_equal(fn(long_v, long_x), np.tile(base, 3))
         assert np.array_equal(fn(long_v[::2], long_x[::2]), np.tile(base, 3)[::2])
         # Negative integer orders (reflected exactly: I_{-n} = I_n, K_{-n} = K_n) in some
-        # chunks change nothing for their neighbours, and match their reflections.
+        # chunks change nothing for their neighbours, and match their reflections (not for
+        # the ratios of I: I_{-n+1} / I_{-n} is another function).
         neg = v.copy()
         neg[::7] = -np.round(neg[::7])
         mixed = fn(neg, x)
         kept = np.ones(v.size, bool)
         kept[::7] = False
         assert np.array_equal(mixed[kept], base[kept])
-        assert np.array_equal(mixed[::7], fn(-neg[::7], x[::7]))
+        if name in ("log_iv", "log_kv", "dlog_kv"):
+            assert np.array_equal(mixed[::7], fn(-neg[::7], x[::7]))
         v32, x32 = v.astype(np.float32), x.astype(np.float32)
         single = fn(v32[:300], x32[:300])
         assert np.array_equal(single, np.array([fn(a, b) for a, b in zip(v32[:300], x32[:300])]))
@@ -548,7 +567,8 @@ def test_large_order_results_do_not_depend_on_neighbours():
     v = np.exp(rng.uniform(np.log(150.0), np.log(1e6), n))
     x = np.exp(rng.uniform(np.log(1e-6), np.log(1e6), n))
     perm = rng.permutation(n)
-    for fn in (special.log_iv, special.log_kv):
+    for name in FUNCTIONS:
+        fn = getattr(special, name)
         base = fn(v, x)
         assert np.array_equal(fn(v[perm], x[perm]), base[perm])
         assert np.array_equal(np.array([fn(a, b) for a, b in zip(v[:400], x[:400])]), base[:400])
