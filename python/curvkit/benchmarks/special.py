@@ -1,5 +1,6 @@
 """log I_v(x) and log K_v(x): curvkit against SciPy's log(ive) + x on the CPU, and on the GPU
-against CuPy's i0e (the cost of the simplest Bessel kernel) and the memory floor."""
+against CuPy's i0e (the cost of the simplest Bessel kernel) and the memory floor; the ratio
+I_{v+1}/I_v and d/dx log K against SciPy's quotients of ive and kve on the CPU."""
 
 from __future__ import annotations
 
@@ -71,6 +72,49 @@ def special_log_iv_cpu(quick: bool) -> List[Row]:
 def special_log_kv_cpu(quick: bool) -> List[Row]:
     with np.errstate(all="ignore"):
         return _cpu_rows("log_kv", quick)
+
+
+def _scipy_ratio(name: str):
+    from scipy import special as sc
+
+    if name == "iv_ratio":
+        return lambda v, x: sc.ive(v + 1, x) / sc.ive(v, x)
+    # K'_v = -(K_{v-1} + K_{v+1}) / 2, scaled by e^x against overflow (scipy's kvp unscaled).
+    return lambda v, x: -(sc.kve(v - 1, x) + sc.kve(v + 1, x)) / (2 * sc.kve(v, x))
+
+
+def _ratio_rows(name: str, quick: bool) -> List[Row]:
+    n = 10**5 if quick else 10**6
+    peer_fn = _scipy_ratio(name)
+    ours_fn = getattr(special, name)
+    peer_label = ("scipy ive(v+1)/ive(v)" if name == "iv_ratio"
+                  else "scipy -(kve(v-1)+kve(v+1))/(2 kve(v))")
+    rows = []
+    for label, (v, x) in (("v~U[0,50], x~logU[0.1,100]", moderate_inputs(n)),
+                          ("v~logU[1e2,1e6], x~logU[1e-6,1e6]", hard_inputs(n))):
+        ours, peer = time_cpu_pair(lambda: ours_fn(v, x), lambda: peer_fn(v, x), repeat=5)
+        with np.errstate(all="ignore"):
+            ref = peer_fn(v, x)
+        ok = np.isfinite(ref) & (ref != 0)
+        diff = (float(np.max(np.abs(ours_fn(v, x)[ok] / ref[ok] - 1))) if ok.any() else 0.0)
+        problem = f"{label} n={n:.0e}, scipy non-finite or zero {int(np.count_nonzero(~ok))}"
+        rows.append(Row(f"special_{name}_cpu", problem, ours, peer, peer_label,
+                        _BYTES_PER_ELEMENT * n, diff, 1e-10))
+    return rows
+
+
+@benchmark("special_iv_ratio_cpu", "cpu",
+           "I_{v+1}(x)/I_v(x), all cores, vs scipy.special.ive(v+1, x) / ive(v, x)")
+def special_iv_ratio_cpu(quick: bool) -> List[Row]:
+    with np.errstate(all="ignore"):
+        return _ratio_rows("iv_ratio", quick)
+
+
+@benchmark("special_dlog_kv_cpu", "cpu",
+           "d/dx log K_v(x), all cores, vs SciPy's K'_v / K_v from kve at v - 1, v, v + 1")
+def special_dlog_kv_cpu(quick: bool) -> List[Row]:
+    with np.errstate(all="ignore"):
+        return _ratio_rows("dlog_kv", quick)
 
 
 @benchmark("special_log_iv_gpu", "gpu", "log I_v(x) and log K_v(x) on the GPU vs CuPy i0e and the memory floor")
