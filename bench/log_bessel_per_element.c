@@ -7,6 +7,7 @@
  *      -Wl,-rpath,$LIB -lm -o /tmp/log_bessel_per_element
  *   OMP_NUM_THREADS=1 /tmp/log_bessel_per_element
  *
+ * With -DALL_FUNCTIONS it also times iv_ratio, dlog_iv and dlog_kv.
  * CURVKIT_DISABLE_AVX2=1 times the portable kernels instead of the AVX2 ones. */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
@@ -17,6 +18,12 @@
 #include "curvkit/c_api.h"
 
 #define N 4096
+/* log I and log K; with -DALL_FUNCTIONS also I_{v+1}/I_v, d/dx log I and d/dx log K. */
+#ifdef ALL_FUNCTIONS
+#define FUNCTIONS 5
+#else
+#define FUNCTIONS 2
+#endif
 
 static double thread_seconds(void) {
     struct timespec t;
@@ -58,7 +65,9 @@ int main(int argc, char** argv) {
         for (const double t0 = thread_seconds(); thread_seconds() - t0 < 0.5;)
             curvkit_special_function(0, &dv, &dx, &dout, NULL);
     }
-    printf("%-44s %10s %10s\n", "region", "log I ns", "log K ns");
+    printf("%-44s %10s %10s", "region", "log I ns", "log K ns");
+    if (FUNCTIONS > 2) printf(" %10s %10s %10s", "ratio ns", "dlogI ns", "dlogK ns");
+    printf("\n");
     for (unsigned r = 0; r < sizeof regions / sizeof regions[0]; ++r) {
         for (int i = 0; i < N; ++i) {
             v[i] = regions[r].log_v
@@ -69,7 +78,7 @@ int main(int argc, char** argv) {
         curvkit_dense dv = {v, 1, 0, 0, 1, N, 1, 1, 1}, dx = {x, 1, 0, 0, 1, N, 1, 1, 1},
                       dout = {out, 1, 0, 0, 1, N, 1, 1, 1};
         printf("%-44s", regions[r].name);
-        for (int fn = 0; fn < 2; ++fn) { /* 0: log I, 1: log K */
+        for (int fn = 0; fn < FUNCTIONS; ++fn) { /* 0: log I, 1: log K, then the ratios */
             double best = 1e30;
             for (int k = 0; k < reps; ++k) {
                 const double t0 = thread_seconds();
