@@ -75,6 +75,39 @@ CURVKIT_SIMD_INLINE void k_continuant(vd u, vd n, vd two_over_x, vd& p, vd& q) {
         p = select(on, next, p);
     }
 }
+/// I_{v+1}(x) / I_v(x) by its continued fraction as device::detail::cf1_iv_ratio evaluates it
+/// (backward from one term past the depth where successive approximants agree to rounding,
+/// each lane from its own depth), with the forward pass as a continuant: the approximants
+/// P_k / Q_k (P_k = b_k P_{k-1} + P_{k-2}, Q_k likewise, all terms positive) differ by
+/// 1 / (Q_k Q_{k-1}), so |f_k - f_{k-1}| <= eps f_k is eps P_k Q_{k-1} >= 1, without the two
+/// divisions per step of Lentz's method. Only x >= 9.2e-41 reaches the lanes: the products
+/// stay below ~1e100.
+CURVKIT_SIMD_INLINE vd cf1_iv_ratio(vd v, vd x) {
+    const vd two_over_x = 2.0 / x;
+    vd p_prev = 0.0, p = 1.0, q_prev = 1.0, q = (v + 1.0) * two_over_x;  // P_0, P_1, Q_0, Q_1
+    vd depth = 1.0;
+    vm active = x > vd(0.0);  // a lane keeps its depth once converged
+    for (int k = 2; k < 100000; ++k) {
+        const vd b = (v + static_cast<double>(k)) * two_over_x;
+        const vd p_next = madd(b, p, p_prev), q_next = madd(b, q, q_prev);
+        p_prev = p;
+        p = p_next;
+        q_prev = q;
+        q = q_next;
+        depth = select(active, vd(static_cast<double>(k)), depth);
+        active = and_not(active, device::detail::bessel_eps * p * q_prev >= vd(1.0));
+        if (!any_lane(active)) break;
+    }
+    // From one term deeper, each lane from its own depth.
+    const vd n = depth + 1.0;
+    vd t = (v + n) * two_over_x;
+    for (int j = static_cast<int>(max_lane(n)) - 1; j >= 1; --j) {
+        const vd b = (v + static_cast<double>(j)) * two_over_x;
+        t = select(vd(static_cast<double>(j)) < n, b + 1.0 / t, t);
+    }
+    return 1.0 / t;
+}
+
 CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)) {
     const vd rho_0 = rho;
     vd p = rho, q = 1.0;
@@ -545,11 +578,20 @@ template <int terms, special_fn f>
     else run([](int) { return math::keep_all_terms{}; });
 }
 
+/// From this x on, the ratios' lanes try Hankel's expansion (the scalar routes from
+/// hankel_min_x = 20). Below it the shifted expansion (I) and Steed's fraction (K) are as
+/// accurate in lanes (1.8 and 1.6 ulps at worst on 400 random points each in [36, 100), 1.0
+/// and 1.1 in [20, 36)) and faster, where Hankel's sum takes 30-40 terms; above it they
+/// gather roundings (1.9 and 3.0 ulps in [100, 1000), 3.1 for I in [1e3, 1e5]) where Hankel's
+/// ratio converges in a few terms: I_{v+1} / I_v at v < 21.4, x >= 20 21.8 ns per element with
+/// the shifted expansion alone, 34.7 with Hankel's attempt from x = 20.
+constexpr double hankel_ratio_min_x_lanes = 100.0;
+
 /// Hankel's ratio Z_{v+1} / Z_v (Z = I, `alternating`, or K) as device::detail::hankel_ratio
 /// forms it, 1 + D / s_v, with its sums in one loop and the test per lane: `ok` where both
 /// sums' terms fall below the rounding level within 60 terms and none exceeds either sum
-/// (hankel_sum's test for s_v and s_{v+1} = s_v + D), and x >= hankel_min_x (as the scalar
-/// routes). Past the minimum of a lane's terms (order > v + 1), growth ends its attempt.
+/// (hankel_sum's test for s_v and s_{v+1} = s_v + D), and x >= hankel_ratio_min_x_lanes.
+/// Past the minimum of a lane's terms (order > v + 1), growth ends its attempt.
 template <bool alternating>
 CURVKIT_SIMD_INLINE vd hankel_ratio_lanes(vd v, vd x, avx2::vm& ok) {
     const vd mu = 4.0 * v * v, step = (alternating ? -0.125 : 0.125) / x;
@@ -558,7 +600,8 @@ CURVKIT_SIMD_INLINE vd hankel_ratio_lanes(vd v, vd x, avx2::vm& ok) {
     vd t0 = 1.0, s0 = 1.0, d = 0.0, dsum = 0.0, largest = 0.0, previous = 1.0;
     // A first term above 1 (of either sum) fails the test: such lanes do not start, and a
     // group with none to start returns at once.
-    avx2::vm active = (x >= vd(math::hankel_min_x)) & (madd(4.0 * (v + 2.0), v, 3.0) <= 8.0 * x);
+    avx2::vm active =
+        (x >= vd(hankel_ratio_min_x_lanes)) & (madd(4.0 * (v + 2.0), v, 3.0) <= 8.0 * x);
     ok = x < vd(0.0);  // none yet
     if (!any_lane(active)) return 1.0;
     const auto larger = [](vd a, vd b) { return select(a > b, a, b); };
@@ -588,17 +631,18 @@ template <special_fn f>
 CURVKIT_SIMD_INLINE vd iv_ratio_finish(vd v, vd x, vd ratio) {
     return f == special_fn::dlog_iv ? ratio + v / x : ratio;
 }
-/// The continued fraction (device::detail::cf1_iv_ratio) at x < hankel_min_x, each lane to
-/// its own depth (the keys' x ranges keep a group's depths close).
+/// The continued fraction at x < hankel_min_x, each lane to its own depth (the keys' x ranges
+/// keep a group's depths close).
 template <special_fn f>
 [[gnu::noinline, gnu::flatten]] void cf1_lanes(const double* v, const double* x, double* out) {
     const vd vv = vd::load(v), xx = vd::load(x);
-    iv_ratio_finish<f>(vv, xx, math::cf1_iv_ratio(vv, xx)).store(out);
+    iv_ratio_finish<f>(vv, xx, avx2::cf1_iv_ratio(vv, xx)).store(out);
 }
 /// The shifted uniform expansion's ratio with all its terms (as the scalar route where
 /// Hankel's test fails), at x >= hankel_min_x.
-/// At x >= hankel_min_x: Hankel's ratio where its test passes, else (lane groups with any
-/// such lane) the shifted uniform expansion's ratio with all its terms, as the scalar route.
+/// At x >= hankel_min_x: Hankel's ratio where its test passes (from
+/// hankel_ratio_min_x_lanes), else (lane groups with any such lane) the shifted uniform
+/// expansion's ratio with all its terms, as the scalar route.
 template <special_fn f>
 [[gnu::noinline, gnu::flatten]] void shifted_ratio_lanes(const double* v, const double* x,
                                                          double* out) {
@@ -639,7 +683,7 @@ struct dlog_kv_order {
     dlog_kv_finish(o.v, o.u, o.n, two_over_x, two_over_x * (k1 / k0)).store(out);
 }
 /// From x = 11, where the fit's D is not accurate enough for the ratio: as the scalar route,
-/// Hankel's ratio (from x = hankel_min_x) where its test passes, elsewhere Steed's fraction
+/// Hankel's ratio (from hankel_ratio_min_x_lanes) where its test passes, elsewhere Steed's fraction
 /// (without its normalising sum). d/dx log K = v / x - K_{v+1} / K_v there (the ratio
 /// exceeds 2 v / x: less than a bit lost).
 [[gnu::noinline, gnu::flatten]] void steed_dlog_kv_lanes(const double* v, const double* x,
