@@ -1,4 +1,5 @@
-// log I_v(x) and log K_v(x) over arrays, sixteen elements at a time with AVX2 and FMA.
+// log I_v(x), log K_v(x) and their ratios over arrays, sixteen elements at a time with AVX2
+// and FMA.
 //
 // Each chunk of elements is sorted by route key into contiguous runs (or, where all of them take
 // the uniform expansion, placed by lane groups of consecutive elements): the uniform expansion
@@ -11,8 +12,11 @@
 // Hankel's expansion without its truncation test where the keys guarantee that it passes,
 // and the uniform expansion up to v = 1e30 x; the few other elements (zero, infinite,
 // negative or subnormal arguments, tiny x for small-order K, v > 1e30 x) take the scalar
-// routes, compiled here with FMA. This file is built with -mavx2 -mfma and runs only where
-// the CPU has both (see isa.hpp).
+// routes, compiled here with FMA. The ratios I_{v+1} / I_v, d/dx log I and d/dx log K take
+// the keys of log I and log K with routes of their own (the ratio's uniform expansion, I's
+// continued fraction, the shifted expansion and Hankel's ratio; for K, Temme's series, the
+// fit's start, Steed's fraction and Hankel's ratio). This file is built with -mavx2 -mfma and
+// runs only where the CPU has both (see isa.hpp).
 #include "cpu/special_avx2.hpp"
 
 #if defined(CURVKIT_HAVE_AVX2_KERNELS)
@@ -638,8 +642,6 @@ template <special_fn f>
     const vd vv = vd::load(v), xx = vd::load(x);
     iv_ratio_finish<f>(vv, xx, avx2::cf1_iv_ratio(vv, xx)).store(out);
 }
-/// The shifted uniform expansion's ratio with all its terms (as the scalar route where
-/// Hankel's test fails), at x >= hankel_min_x.
 /// At x >= hankel_min_x: Hankel's ratio where its test passes (from
 /// hankel_ratio_min_x_lanes), else (lane groups with any such lane) the shifted uniform
 /// expansion's ratio with all its terms, as the scalar route.
@@ -683,9 +685,9 @@ struct dlog_kv_order {
     dlog_kv_finish(o.v, o.u, o.n, two_over_x, two_over_x * (k1 / k0)).store(out);
 }
 /// From x = 11, where the fit's D is not accurate enough for the ratio: as the scalar route,
-/// Hankel's ratio (from hankel_ratio_min_x_lanes) where its test passes, elsewhere Steed's fraction
-/// (without its normalising sum). d/dx log K = v / x - K_{v+1} / K_v there (the ratio
-/// exceeds 2 v / x: less than a bit lost).
+/// Hankel's ratio (from hankel_ratio_min_x_lanes) where its test passes, elsewhere Steed's
+/// fraction (without its normalising sum). With Hankel's ratio, d/dx log K = v / x - K_{v+1} /
+/// K_v (the ratio exceeds 2 v / x: less than a bit lost).
 [[gnu::noinline, gnu::flatten]] void steed_dlog_kv_lanes(const double* v, const double* x,
                                                          double* out) {
     const dlog_kv_order o(vd::load(v));
