@@ -382,6 +382,26 @@ def test_iv_ratio_is_not_a_difference_of_logs():
     assert np.max(np.abs(via_logs - ref) / ref) > 100 * EPS
 
 
+def test_ratios_at_negative_integer_orders():
+    # I_{-n} = I_n: I_{-n+1} / I_{-n} = I_{n-1} / I_n = 1 / iv_ratio(n - 1), and d/dx log I
+    # is the same at -n and n. As a quotient of exp(log I) at both orders, iv_ratio lost
+    # about log10(|log I|) digits (1e6 ulps at v = -1e5, x = 1).
+    mp = pytest.importorskip("mpmath")
+    n = np.array([1.0, 2.0, 5.0, 20.0, 21.0, 22.0, 300.0, 3.0])
+    x = np.array([0.3, 1e-5, 7.0, 25.0, 21.0, 0.5, 400.0, 1e3])
+    got = special.iv_ratio(-n, x)
+    with mp.workdps(40):
+        ref = np.array([float(mp.besseli(a - 1, b) / mp.besseli(a, b)) for a, b in zip(n, x)])
+    assert np.max(np.abs(got - ref) / ref) <= 4 * EPS, (got, ref)
+    big, bx = np.array([1e5, 1e5, 4e6]), np.array([1.0, 2e5, 3e3])  # beyond mpmath here
+    inverse = 1 / special.iv_ratio(big - 1, bx)
+    assert np.max(np.abs(special.iv_ratio(-big, bx) - inverse) / inverse) <= 4 * EPS
+    n, x = np.concatenate([n, big]), np.concatenate([x, bx])
+    assert np.array_equal(special.dlog_iv(-n, x), special.dlog_iv(n, x))
+    assert np.array_equal(special.dlog_iv(-n[:3], x[:3]),
+                          [special.dlog_iv(-a, b) for a, b in zip(n[:3], x[:3])])
+
+
 @pytest.mark.parametrize("name", ["log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv"])
 def test_float32_within_4_float32_ulps(name):
     # float32 inputs: the float64 evaluation at the same (rounded) inputs is the reference,
@@ -541,14 +561,14 @@ def test_results_do_not_depend_on_neighbours_or_layout():
         assert np.array_equal(fn(long_v[::2], long_x[::2]), np.tile(base, 3)[::2])
         # Negative integer orders (reflected exactly: I_{-n} = I_n, K_{-n} = K_n) in some
         # chunks change nothing for their neighbours, and match their reflections (not for
-        # the ratios of I: I_{-n+1} / I_{-n} is another function).
+        # I_{-n+1} / I_{-n}, another function).
         neg = v.copy()
         neg[::7] = -np.round(neg[::7])
         mixed = fn(neg, x)
         kept = np.ones(v.size, bool)
         kept[::7] = False
         assert np.array_equal(mixed[kept], base[kept])
-        if name in ("log_iv", "log_kv", "dlog_kv"):
+        if name != "iv_ratio":
             assert np.array_equal(mixed[::7], fn(-neg[::7], x[::7]))
         v32, x32 = v.astype(np.float32), x.astype(np.float32)
         single = fn(v32[:300], x32[:300])

@@ -857,9 +857,9 @@ template <special_fn f, class T>
 void chunk_log_bessel(const T* v, const T* x, T* out, const elementwise_layout& a, idx begin,
                       idx end, idx next_begin) {
     constexpr bool kv = k_keys(f);
-    // I_{-n} = I_n does not carry over to I_{-n+1} / I_{-n}: the ratios of I take negative
-    // orders by the scalar routes.
-    constexpr bool reflects = f != special_fn::iv_ratio && f != special_fn::dlog_iv;
+    // I_{-n} = I_n carries over to d/dx log I but not to I_{-n+1} / I_{-n}, which takes
+    // negative orders by the scalar routes.
+    constexpr bool reflects = f != special_fn::iv_ratio;
     const int n = static_cast<int>(end - begin);
     // Pass 1: the arguments as doubles and their route keys, sixteen at a time, counted by key;
     // contiguous double arrays are read in place, others copied first.
