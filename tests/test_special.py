@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 import curvkit
 from curvkit import special
+from curvkit.benchmarks.problems import vmf_samples
 
 from conftest import to_host
 
@@ -774,35 +775,13 @@ def test_vmf_closed_forms_in_three_dimensions():
     assert small[0] == pytest.approx(small[1], rel=1e-12)
 
 
-def _sample_vmf(rng, mu, kappa, n):
-    """Wood's (1994) rejection sampler for the von Mises-Fisher distribution."""
-    p = mu.shape[0]
-    b = (p - 1) / (2 * kappa + math.sqrt(4 * kappa * kappa + (p - 1) ** 2))
-    x0 = (1 - b) / (1 + b)
-    c = kappa * x0 + (p - 1) * math.log(1 - x0 * x0)
-    w = np.empty(n)
-    filled = 0
-    while filled < n:
-        z = rng.beta((p - 1) / 2, (p - 1) / 2, size=2 * (n - filled))
-        cand = (1 - (1 + b) * z) / (1 - (1 - b) * z)
-        u = rng.random(cand.shape)
-        ok = kappa * cand + (p - 1) * np.log(1 - x0 * cand) - c >= np.log(u)
-        take = cand[ok][: n - filled]
-        w[filled:filled + take.size] = take
-        filled += take.size
-    g = rng.standard_normal((n, p))
-    g -= np.outer(g @ mu, mu)
-    g /= np.linalg.norm(g, axis=1, keepdims=True)
-    return w[:, None] * mu + np.sqrt(1 - w * w)[:, None] * g
-
-
 @pytest.mark.parametrize("p, kappa, n", [(2048, 1500.0, 2000), (8192, 8000.0, 600),
                                          (32768, 40000.0, 150)])
 def test_vmf_fit_recovers_kappa_in_high_dimension(p, kappa, n):
     rng = np.random.default_rng(p)
     mu = rng.standard_normal(p)
     mu /= np.linalg.norm(mu)
-    X = _sample_vmf(rng, mu, kappa, n)
+    X = vmf_samples(rng, mu, kappa, n)
     mu_hat, kappa_hat = special.vmf_fit(X)
     # The Newton solution is exact: A_p(kappa_hat) reproduces the mean resultant length.
     rbar = np.linalg.norm(X.sum(0)) / n
@@ -906,7 +885,7 @@ def test_gpu_vmf_fit():
     p, kappa = 2048, 1500.0
     mu = rng.standard_normal(p)
     mu /= np.linalg.norm(mu)
-    X = _sample_vmf(rng, mu, kappa, 500)
+    X = vmf_samples(rng, mu, kappa, 500)
     mu_c, k_c = special.vmf_fit(X)
     mu_g, k_g = special.vmf_fit(cp.asarray(X))
     assert isinstance(mu_g, cp.ndarray)
@@ -925,3 +904,21 @@ def test_bench_rows_for_special(tmp_path):
     assert [r["name"] for r in rows] == ["special_log_iv_cpu"] * 2
     assert "scipy non-finite 0" in rows[0]["problem"]  # the moderate range
     assert "scipy non-finite 0" not in rows[1]["problem"]  # the hard range
+
+
+def test_bench_rows_for_ratios_and_vmf_fit(tmp_path):
+    import json
+
+    from curvkit.benchmarks import run
+
+    path = tmp_path / "bench.json"
+    only = ["special_iv_ratio_cpu", "special_dlog_kv_cpu", "special_vmf_fit_cpu"]
+    assert run(quick=True, only=only, json_path=str(path), device="cpu") == 0
+    rows = json.loads(path.read_text())["rows"]
+    names = [r["name"] for r in rows]
+    assert names == ["special_iv_ratio_cpu"] * 2 + ["special_dlog_kv_cpu"] * 2 + [
+        "special_vmf_fit_cpu"]
+    for r in rows[:4]:  # agreement with SciPy's quotients where they are finite
+        assert r["max_rel_diff"] <= 1e-10
+    vmf = rows[4]
+    assert vmf["max_rel_diff"] <= 0.05 and vmf["extra"]["kappa_scipy"] < 1.0

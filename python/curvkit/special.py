@@ -343,12 +343,14 @@ def vmf_fit(X: Any) -> Tuple[Any, float]:
         raise ValueError(f"X must be an (N, p) array with N >= 1 and p >= 2, got {A.shape}")
     with _arrays.on_device(xp, _arrays.device_id(xp, A)):
         A = A.astype(np.float64, copy=False)
-        norms = xp.linalg.norm(A, axis=1, keepdims=True)
-        if not bool(xp.all(xp.isfinite(norms))):
+        # Two passes over X and no temporary of its size: the squared row norms, then the
+        # sum of the normalised rows as one matrix-vector product.
+        sq = xp.einsum("ij,ij->i", A, A)
+        if not bool(xp.all(xp.isfinite(sq))):
             raise ValueError("X has NaN or infinite entries")
-        if not bool(xp.all(norms > 0)):
+        if not bool(xp.all(sq > 0)):
             raise ValueError("X has a zero row: samples must lie on the unit sphere")
-        s = (A / norms).sum(axis=0)
+        s = A.T @ (1.0 / xp.sqrt(sq))
         r = float(xp.linalg.norm(s))
         n, p = A.shape
         mu = s / r if r > 0 else s

@@ -1,4 +1,5 @@
-"""Test matrices shared by the benchmarks (and the tests): stencils and random sparse."""
+"""Problems shared by the benchmarks (and the tests): stencils and random sparse matrices,
+transport densities, von Mises-Fisher samples."""
 
 from __future__ import annotations
 
@@ -246,3 +247,30 @@ def blob_images(side: int, seed: int = 0, blobs: int = 3) -> tuple:
     M = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
     M /= M.max()
     return out[0], out[1], M
+
+
+def vmf_samples(rng: np.random.Generator, mu: np.ndarray, kappa: float, n: int) -> np.ndarray:
+    """n samples of the von Mises-Fisher distribution on S^{p-1} with unit mean direction mu
+    and concentration kappa, by Wood's (1994) rejection sampler: the component w along mu
+    from a transformed Beta((p-1)/2, (p-1)/2) draw accepted against the density, the rest a
+    uniform direction orthogonal to mu."""
+    import math
+
+    p = mu.shape[0]
+    b = (p - 1) / (2 * kappa + math.sqrt(4 * kappa * kappa + (p - 1) ** 2))
+    x0 = (1 - b) / (1 + b)
+    c = kappa * x0 + (p - 1) * math.log(1 - x0 * x0)
+    w = np.empty(n)
+    filled = 0
+    while filled < n:
+        z = rng.beta((p - 1) / 2, (p - 1) / 2, size=2 * (n - filled))
+        cand = (1 - (1 + b) * z) / (1 - (1 - b) * z)
+        u = rng.random(cand.shape)
+        ok = kappa * cand + (p - 1) * np.log(1 - x0 * cand) - c >= np.log(u)
+        take = cand[ok][: n - filled]
+        w[filled:filled + take.size] = take
+        filled += take.size
+    g = rng.standard_normal((n, p))
+    g -= np.outer(g @ mu, mu)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    return w[:, None] * mu + np.sqrt(1 - w * w)[:, None] * g

@@ -1,9 +1,11 @@
 """log I_v(x) and log K_v(x): curvkit against SciPy's log(ive) + x on the CPU, and on the GPU
 against CuPy's i0e (the cost of the simplest Bessel kernel) and the memory floor; the ratio
-I_{v+1}/I_v and d/dx log K against SciPy's quotients of ive and kve on the CPU."""
+I_{v+1}/I_v and d/dx log K against SciPy's quotients of ive and kve, and the von Mises-Fisher
+fit against scipy.stats.vonmises_fisher.fit, on the CPU."""
 
 from __future__ import annotations
 
+import warnings
 from typing import List
 
 import numpy as np
@@ -115,6 +117,38 @@ def special_iv_ratio_cpu(quick: bool) -> List[Row]:
 def special_dlog_kv_cpu(quick: bool) -> List[Row]:
     with np.errstate(all="ignore"):
         return _ratio_rows("dlog_kv", quick)
+
+
+@benchmark("special_vmf_fit_cpu", "cpu",
+           "von Mises-Fisher fit (mu, kappa) in p = 2048, 8192, 32768 vs scipy.stats.vonmises_fisher.fit")
+def special_vmf_fit_cpu(quick: bool) -> List[Row]:
+    """Wood's samples at a known kappa; max rel diff is |kappa_hat - kappa| / kappa against the
+    truth (the sampling error of N samples, ~1%), extra holds both sides' kappa."""
+    from scipy import stats
+
+    from .problems import vmf_samples
+
+    rows = []
+    cases = [(2048, 1500.0, 2000), (8192, 8000.0, 600), (32768, 40000.0, 150)]
+    for p, kappa, n in cases[:1] if quick else cases:
+        rng = np.random.default_rng(p)
+        mu = rng.standard_normal(p)
+        mu /= np.linalg.norm(mu)
+        X = vmf_samples(rng, mu, kappa, n)
+
+        def peer_fit():  # SciPy's fit warns of an invalid division in these dimensions
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return stats.vonmises_fisher.fit(X)
+
+        ours, peer = time_cpu_pair(lambda: special.vmf_fit(X), peer_fit, repeat=5)
+        k_ours = special.vmf_fit(X)[1]
+        k_peer = float(peer_fit()[1])
+        rows.append(Row("special_vmf_fit_cpu", f"p={p} N={n} kappa={kappa:g}", ours, peer,
+                        "scipy vonmises_fisher.fit", 8.0 * n * p,
+                        abs(k_ours - kappa) / kappa, 0.05,
+                        extra={"kappa": kappa, "kappa_curvkit": k_ours, "kappa_scipy": k_peer}))
+    return rows
 
 
 @benchmark("special_log_iv_gpu", "gpu", "log I_v(x) and log K_v(x) on the GPU vs CuPy i0e and the memory floor")
