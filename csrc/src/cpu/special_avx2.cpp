@@ -1109,28 +1109,20 @@ template <class T>
 void log_bessel_avx2(special_fn f, const T* v, const T* x, T* out,
                      const elementwise_layout& layout) {
     const idx n = layout.rows * layout.cols;
+    using chunk_fn = void (*)(const T*, const T*, T*, const elementwise_layout&, idx, idx, idx);
+    static_assert(static_cast<int>(special_fn::log_iv) == 0 &&
+                  static_cast<int>(special_fn::dlog_kv) == 4);
+    static constexpr chunk_fn chunks[] = {
+        chunk_log_bessel<special_fn::log_iv, T>, chunk_log_bessel<special_fn::log_kv, T>,
+        chunk_log_bessel<special_fn::iv_ratio, T>, chunk_log_bessel<special_fn::dlog_iv, T>,
+        chunk_log_bessel<special_fn::dlog_kv, T>};
+    const chunk_fn run = chunks[static_cast<int>(f)];
 #  pragma omp parallel for schedule(dynamic, 1) if (use_threads(n * 64))
     for (idx b = 0; b < n; b += chunk) {
         const idx e = std::min(n, b + chunk);
         // The chunk this thread most likely takes next (the threads take chunks in turn).
         const idx next = b + chunk * omp_get_num_threads();
-        switch (f) {
-            case special_fn::log_iv:
-                chunk_log_bessel<special_fn::log_iv>(v, x, out, layout, b, e, next);
-                break;
-            case special_fn::log_kv:
-                chunk_log_bessel<special_fn::log_kv>(v, x, out, layout, b, e, next);
-                break;
-            case special_fn::iv_ratio:
-                chunk_log_bessel<special_fn::iv_ratio>(v, x, out, layout, b, e, next);
-                break;
-            case special_fn::dlog_iv:
-                chunk_log_bessel<special_fn::dlog_iv>(v, x, out, layout, b, e, next);
-                break;
-            case special_fn::dlog_kv:
-                chunk_log_bessel<special_fn::dlog_kv>(v, x, out, layout, b, e, next);
-                break;
-        }
+        run(v, x, out, layout, b, e, next);
     }
 }
 
