@@ -102,14 +102,7 @@ CURVKIT_SIMD_INLINE vd cf1_iv_ratio(vd v, vd x) {
         active = and_not(active, device::detail::bessel_eps * p * q_prev >= vd(1.0));
         if (!any_lane(active)) break;
     }
-    // From one term deeper, each lane from its own depth.
-    const vd n = depth + 1.0;
-    vd t = (v + n) * two_over_x;
-    for (int j = static_cast<int>(max_lane(n)) - 1; j >= 1; --j) {
-        const vd b = (v + static_cast<double>(j)) * two_over_x;
-        t = select(vd(static_cast<double>(j)) < n, b + 1.0 / t, t);
-    }
-    return 1.0 / t;
+    return device::detail::cf1_backward(v, two_over_x, depth);
 }
 
 CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)) {

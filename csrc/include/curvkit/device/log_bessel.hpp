@@ -474,6 +474,19 @@ CURVKIT_HD void steed_kv(R u, R x, R& log_k, R& ratio, bool with_log) {
     ratio = (u + 0.5 + x + a1 * h) / x;
 }
 
+/// The continued fraction of I_{v+1} / I_v (b_k = (v + k) two_over_x) evaluated backward from
+/// one term past `depth`, each lane from its own depth.
+template <class R>
+CURVKIT_HD R cf1_backward(R v, R two_over_x, R depth) {
+    const R n = depth + 1.0;
+    R t = (v + n) * two_over_x;
+    for (int j = static_cast<int>(max_lane(n)) - 1; j >= 1; --j) {
+        const R b = (v + static_cast<double>(j)) * two_over_x;
+        t = select(static_cast<double>(j) < n, b + 1.0 / t, t);
+    }
+    return 1.0 / t;
+}
+
 /// I_{v+1}(x) / I_v(x) from its continued fraction 1 / (b_1 + 1 / (b_2 + ...)),
 /// b_k = 2 (v + k) / x (every b_k > 0 for v > -1), evaluated backward from the depth where the
 /// forward (modified Lentz) pass finds successive approximants equal to rounding: backward,
@@ -494,14 +507,7 @@ CURVKIT_HD R cf1_iv_ratio(R v, R x) {
         active = and_not(active, fabs(c * d - 1.0) <= bessel_eps);
         if (!any_lane(active)) break;
     }
-    // From one term deeper, each lane from its own depth.
-    const R n = depth + 1.0;
-    R t = (v + n) * two_over_x;
-    for (int j = static_cast<int>(max_lane(n)) - 1; j >= 1; --j) {
-        const R b = (v + static_cast<double>(j)) * two_over_x;
-        t = select(static_cast<double>(j) < n, b + 1.0 / t, t);
-    }
-    return 1.0 / t;
+    return cf1_backward(v, two_over_x, depth);
 }
 
 // Temme's series loses a few ulps to cancellation between its logarithmic and constant parts
