@@ -69,10 +69,14 @@ CURVKIT_HD double asinh_ratio(double v, double x, double h) {
     return w >= 0.5 ? log((v + h) / x) : log1p(w + w * v / (x + h));
 }
 
-/// hypot(v, x): sqrt(v^2 + x^2) is as accurate as hypot and much cheaper while the squares
-/// stay finite.
+/// hypot(v, x) as sqrt(v^2 + x^2): as accurate as hypot, much cheaper, and the same on the
+/// device, whose square root is correctly rounded where its hypot may be 2 ulps off (enough
+/// to put I_{v+1}/I_v above 1 at x >> v). Past 1e150 the squares are formed at a scale of
+/// 2^-600, exact in binary.
 CURVKIT_HD double debye_hypot(double v, double x) {
-    return (v < 1e150 && x < 1e150) ? sqrt(madd(v, v, x * x)) : hypot(v, x);
+    if (v < 1e150 && x < 1e150) return sqrt(madd(v, v, x * x));
+    const double a = v * 0x1p-600, b = x * 0x1p-600;
+    return sqrt(madd(a, a, b * b)) * 0x1p600;
 }
 
 /// The pieces of the uniform expansion at (v, x): v eta = hypot(v, x) - v asinh(v / x),
