@@ -79,31 +79,6 @@ CURVKIT_SIMD_INLINE void k_continuant(vd u, vd n, vd two_over_x, vd& p, vd& q) {
         p = select(on, next, p);
     }
 }
-/// I_{v+1}(x) / I_v(x) by its continued fraction as device::detail::cf1_iv_ratio evaluates it
-/// (backward from one term past the depth where successive approximants agree to rounding,
-/// each lane from its own depth), with the forward pass as a continuant: the approximants
-/// P_k / Q_k (P_k = b_k P_{k-1} + P_{k-2}, Q_k likewise, all terms positive) differ by
-/// 1 / (Q_k Q_{k-1}), so |f_k - f_{k-1}| <= eps f_k is eps P_k Q_{k-1} >= 1, without the two
-/// divisions per step of Lentz's method. Only x >= 9.2e-41 reaches the lanes: the products
-/// stay below ~1e100.
-CURVKIT_SIMD_INLINE vd cf1_iv_ratio(vd v, vd x) {
-    const vd two_over_x = 2.0 / x;
-    vd p_prev = 0.0, p = 1.0, q_prev = 1.0, q = (v + 1.0) * two_over_x;  // P_0, P_1, Q_0, Q_1
-    vd depth = 1.0;
-    vm active = x > vd(0.0);  // a lane keeps its depth once converged
-    for (int k = 2; k < 100000; ++k) {
-        const vd b = (v + static_cast<double>(k)) * two_over_x;
-        const vd p_next = madd(b, p, p_prev), q_next = madd(b, q, q_prev);
-        p_prev = p;
-        p = p_next;
-        q_prev = q;
-        q = q_next;
-        depth = select(active, vd(static_cast<double>(k)), depth);
-        active = and_not(active, device::detail::bessel_eps * p * q_prev >= vd(1.0));
-        if (!any_lane(active)) break;
-    }
-    return device::detail::cf1_backward(v, two_over_x, depth);
-}
 
 CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)) {
     const vd rho_0 = rho;
@@ -633,7 +608,7 @@ CURVKIT_SIMD_INLINE vd iv_ratio_finish(vd v, vd x, vd ratio) {
 template <special_fn f>
 [[gnu::noinline, gnu::flatten]] void cf1_lanes(const double* v, const double* x, double* out) {
     const vd vv = vd::load(v), xx = vd::load(x);
-    iv_ratio_finish<f>(vv, xx, avx2::cf1_iv_ratio(vv, xx)).store(out);
+    iv_ratio_finish<f>(vv, xx, math::cf1_iv_ratio(vv, xx)).store(out);
 }
 /// At x >= hankel_min_x: Hankel's ratio where its test passes (from
 /// hankel_ratio_min_x_lanes), else (lane groups with any such lane) the shifted uniform
