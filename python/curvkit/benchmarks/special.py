@@ -145,7 +145,8 @@ def special_vmf_fit_cpu(quick: bool) -> List[Row]:
     return rows
 
 
-@benchmark("special_log_iv_gpu", "gpu", "log I_v(x) and log K_v(x) on the GPU vs CuPy i0e and the memory floor")
+@benchmark("special_log_iv_gpu", "gpu",
+           "log I, log K, I_{v+1}/I_v and the log-derivatives on the GPU vs CuPy i0e and the memory floor")
 def special_log_iv_gpu(quick: bool) -> List[Row]:
     import cupy as cp
     from cupyx.scipy import special as csp
@@ -159,14 +160,18 @@ def special_log_iv_gpu(quick: bool) -> List[Row]:
             v, x = cp.asarray(v_h, dtype), cp.asarray(x_h, dtype)
             out = cp.empty(n, dtype)
             i0e_out = cp.empty(n, dtype)
-            for name in ("log_iv", "log_kv"):
+            peer, peer_call = time_gpu(lambda: csp.i0e(x, out=i0e_out),
+                                       n_repeat=20 if quick else 50)
+            for name in ("log_iv", "log_kv", "iv_ratio", "dlog_iv", "dlog_kv"):
                 fn = getattr(special, name)
                 ours, ours_call = time_gpu(lambda: fn(v, x, out=out), n_repeat=20 if quick else 50)
-                peer, peer_call = time_gpu(lambda: csp.i0e(x, out=i0e_out),
-                                           n_repeat=20 if quick else 50)
-                cpu = fn(v_h.astype(dtype), x_h.astype(dtype))
-                diff = _scaled_diff(cp.asnumpy(fn(v, x)).astype(np.float64),
-                                    cpu.astype(np.float64), v_h, x_h)
+                cpu = fn(v_h.astype(dtype), x_h.astype(dtype)).astype(np.float64)
+                gpu = cp.asnumpy(fn(v, x)).astype(np.float64)
+                if name in ("log_iv", "log_kv"):
+                    diff = _scaled_diff(gpu, cpu, v_h, x_h)
+                else:  # the ratio and the derivatives: relative, where the CPU's is nonzero
+                    ok = np.isfinite(cpu) & (cpu != 0)
+                    diff = float(np.max(np.abs(gpu[ok] / cpu[ok] - 1))) if ok.any() else 0.0
                 bytes_per = 3 * np.dtype(dtype).itemsize
                 rows.append(Row(f"special_{name}_gpu", f"{label} n={n:.0e} {np.dtype(dtype).name}",
                                 ours, peer, "cupy i0e(x)", bytes_per * n, diff,
