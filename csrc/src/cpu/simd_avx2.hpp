@@ -235,18 +235,6 @@ CURVKIT_SIMD_INLINE vd cosh(vd x) {
     return select(fabs(x) < vd(1.0), madd(z, q, 1.0), 0.5 * (e + 1.0 / e));
 }
 
-/// sin x for |x| <= pi/2 (only), by its Taylor series as x + x z p(z) (the first omitted
-/// term below 1e-18).
-CURVKIT_SIMD_INLINE vd sin(vd x) {
-    const vd z = x * x;
-    vd p = 1.0 / 51090942171709440000.0;  // 1/21!
-    for (const double c : {-1.0 / 121645100408832000.0, 1.0 / 355687428096000.0,
-                           -1.0 / 1307674368000.0, 1.0 / 6227020800.0, -1.0 / 39916800.0,
-                           1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0})
-        p = madd(p, z, c);
-    return madd(x * z, p, x);
-}
-
 /// 1/x to about 12 bits (through single precision; 0 past its range).
 CURVKIT_SIMD_INLINE vd rough_reciprocal(vd x) {
     return each([](__m256d p) { return _mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(p))); }, x);
