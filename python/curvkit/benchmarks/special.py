@@ -55,6 +55,13 @@ def _scaled_diff(ours, peer, v, x) -> float:
     return float(np.max(np.abs(ours[ok] - peer[ok]) / scale))
 
 
+def _relative_diff(ours, ref) -> float:
+    """Largest |ours / ref - 1| where ref is finite and nonzero (for the ratio and the
+    derivatives, which do not cancel)."""
+    ok = np.isfinite(ref) & (ref != 0)
+    return float(np.max(np.abs(ours[ok] / ref[ok] - 1))) if ok.any() else 0.0
+
+
 _PEERS = {"log_iv": "scipy log(ive)+x", "log_kv": "scipy log(kve)-x",
           "iv_ratio": "scipy ive(v+1)/ive(v)",
           "dlog_kv": "scipy -(kve(v-1)+kve(v+1))/(2 kve(v))"}
@@ -75,9 +82,9 @@ def _cpu_rows(name: str, quick: bool) -> List[Row]:
         with np.errstate(all="ignore"):
             ref = peer_fn(v, x)
         if ratio:
-            ok = np.isfinite(ref) & (ref != 0)
-            diff = float(np.max(np.abs(ours_fn(v, x)[ok] / ref[ok] - 1))) if ok.any() else 0.0
-            problem = f"{label} n={n:.0e}, scipy non-finite or zero {int(np.count_nonzero(~ok))}"
+            diff = _relative_diff(ours_fn(v, x), ref)
+            bad = int(np.count_nonzero(~np.isfinite(ref) | (ref == 0)))
+            problem = f"{label} n={n:.0e}, scipy non-finite or zero {bad}"
         else:
             diff = _scaled_diff(ours_fn(v, x), ref, v, x)
             bad = int(np.count_nonzero(~np.isfinite(ref)))
@@ -169,9 +176,8 @@ def special_log_iv_gpu(quick: bool) -> List[Row]:
                 gpu = cp.asnumpy(fn(v, x)).astype(np.float64)
                 if name in ("log_iv", "log_kv"):
                     diff = _scaled_diff(gpu, cpu, v_h, x_h)
-                else:  # the ratio and the derivatives: relative, where the CPU's is nonzero
-                    ok = np.isfinite(cpu) & (cpu != 0)
-                    diff = float(np.max(np.abs(gpu[ok] / cpu[ok] - 1))) if ok.any() else 0.0
+                else:
+                    diff = _relative_diff(gpu, cpu)
                 bytes_per = 3 * np.dtype(dtype).itemsize
                 rows.append(Row(f"special_{name}_gpu", f"{label} n={n:.0e} {np.dtype(dtype).name}",
                                 ours, peer, "cupy i0e(x)", bytes_per * n, diff,
