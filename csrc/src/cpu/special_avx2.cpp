@@ -7,8 +7,7 @@
 // order group, the power series and the shifted uniform expansion of log I, Temme's series
 // and Steed's fraction of log K, and Hankel's expansion of both. The runs go through SIMD
 // lanes on the same templated code as the scalar functions, with lane-only forms where they
-// are faster: log K's forward recurrence without divisions, started for 0.1 <= x < 100 from
-// fitted polynomials (log_bessel_fits.hpp) rather than Temme's series or Steed's fraction,
+// are faster: log K's forward recurrence without divisions after Temme's series too,
 // Hankel's expansion without its truncation test where the keys guarantee that it passes,
 // and the uniform expansion up to v = 1e30 x; the few other elements (zero, infinite,
 // negative or subnormal arguments, tiny x for small-order K, v > 1e30 x) take the scalar
@@ -32,7 +31,6 @@
 #  include <type_traits>
 #  include <utility>
 
-#  include "cpu/log_bessel_fits.hpp"
 #  include "cpu/simd_avx2.hpp"
 #  include "cpu/threads.hpp"
 #  include "curvkit/device/log_bessel.hpp"
@@ -55,35 +53,14 @@ CURVKIT_SIMD_INLINE vd asinh_ratio(vd v, vd x, vd h) {
     return log1p(v * (xh + v) / (x * xh));
 }
 
-// The forward recurrence of K's ratios (device::detail::k_recurrence) without a division
-// per step: the scalar form takes rho_j = 1 / rho_{j-1} + c_j, c_j = 2 (u + j) / x, a chain
-// of dependent divisions. As a continuant rho_j = P_j / Q_j with (P, Q) <- (Q + c_j P, P)
-// (P_0 = rho_0, Q_0 = 1), P follows the recurrence of K itself (stable forward), and the
-// product rho_s ... rho_{n-1} telescopes to P_{n-1} / P_{s-1} = Q_n / P_{s-1}. No
-// renormalisation: the lanes only see x >= temme_min_x_lanes, where each ratio is below
-// 2 (debye_min_order + 1) / x < 5e11 and P_n (22 of them) stays below 1e258.
-/// The continuant steps of k_recurrence: (p, q) <- (q + 2 (u + j) / x p, p) for j = 1..n,
-/// lanes with fewer steps idle.
-CURVKIT_SIMD_INLINE void k_continuant(vd u, vd n, vd two_over_x, vd& p, vd& q) {
-    const int least = static_cast<int>(min_lane(n)), most = static_cast<int>(max_lane(n));
-    int j = 1;
-    for (; j <= least; ++j) {  // the steps of every lane
-        const vd next = madd((u + static_cast<double>(j)) * two_over_x, p, q);
-        q = p;
-        p = next;
-    }
-    for (; j <= most; ++j) {
-        const vm on = vd(static_cast<double>(j)) <= n;
-        const vd next = madd((u + static_cast<double>(j)) * two_over_x, p, q);
-        q = select(on, p, q);
-        p = select(on, next, p);
-    }
-}
-
+// The forward recurrence of K's ratios (device::detail::k_recurrence) as the continuant
+// (device::detail::k_continuant), with no division per step: P follows the recurrence of K
+// itself (stable forward), and the product rho_s ... rho_{n-1} telescopes to Q_n / P_{s-1}.
+// The lanes only see x >= temme_min_x_lanes, where the continuant needs no renormalisation.
 CURVKIT_SIMD_INLINE vd k_recurrence(vd u, vd n, vd x, vd& rho, vd skip = vd(0.0)) {
     const vd rho_0 = rho;
     vd p = rho, q = 1.0;
-    k_continuant(u, n, 2.0 / x, p, q);
+    device::detail::k_continuant(u, n, 2.0 / x, p, q);
     rho = p / q;
     // skip is 0 or 1 (where the caller has K_{u+1}, and n >= 1).
     return log(select(skip > vd(0.0), q / rho_0, q));
@@ -96,6 +73,8 @@ namespace {
 using idx = std::int64_t;
 using avx2::vd;
 namespace math = curvkit::device::detail;
+using math::kv_fit_edges;
+using math::kv_fit_pieces;
 
 // Longer runs per route pad less and set up fewer counters: 8192 elements are 3-4% faster
 // than 4096 on 1e6-element calls (and 4096 3% faster than 2048).
@@ -133,16 +112,14 @@ constexpr int keys = scalar_key + 1;
 
 /// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
 constexpr double temme_min_x_lanes = 1e-10;
-/// Up to this x the lanes take log K from Temme's series (as the scalar route does up to
-/// temme_max_x = 1/2); from there to x = 100 they start the recurrence from fitted
+/// Up to this x the lanes take log K from Temme's series (as the scalar route does); from there to x = 100 they start the recurrence from fitted
 /// polynomials (log_bessel_fits.hpp), one route per piece of the fit: 1.9-4.5x faster than
 /// Temme's series and Steed's fraction with the Wronskian in lanes from x = 0.3 (the fraction
 /// converges slowly at small x, ~170 steps at x = 1/2), 1.1-1.35x faster than Temme's series
 /// below (which takes fewer steps at small x, where the fits take more coefficients: 290-360
 /// per piece), and more accurate (1.9 scaled ulps at worst on 27,000 random points, where
 /// those reached 3). Below x = 0.1 the fits would take still more coefficients.
-constexpr double temme_max_x_lanes = 0.10009765625;
-static_assert(kv_fit_edges[0] == temme_max_x_lanes);
+constexpr double temme_max_x_lanes = math::temme_max_x;
 
 constexpr double inf = __builtin_inf();
 /// From these x on, orders below 5.5 (the first order group) and below 10.5 (the second)
@@ -443,25 +420,13 @@ template <int terms>
 }
 [[gnu::noinline, gnu::flatten]] void steed_lanes(const double* v, const double* x, double* out) {
     vd ratio;
-    math::steed_log_kv(vd::load(v), vd::load(x), true, ratio).store(out);
+    math::steed_log_kv(vd::load(v), vd::load(x), ratio).store(out);
 }
 
-/// log K_v(x) on the fit's piece `piece` (orders below debye_min_order): log K_u and
-/// K_{u+1} / K_u at u = v - n, |u| <= 1/2, n = floor(v + 1/2), from the fitted polynomials,
-/// then the forward recurrence to K_v / K_u, with one division (2 / x) in all.
-/// log K_v = a - x + log(q sqrt(pi / (2x))), q = K_v / K_u < 1e46 (x >= 0.1): its square
-/// keeps the two logarithms one.
+/// log K_v(x) on the fit's piece `piece` (device::detail::fit_log_kv).
 template <int piece>
 [[gnu::noinline, gnu::flatten]] void fit_lanes(const double* v, const double* x, double* out) {
-    const vd vv = vd::load(v), xx = vd::load(x);
-    const vd n = floor(vv + 0.5), u = vv - n;
-    const vd two_over_x = 2.0 / xx;
-    vd a, d;
-    kv_fit<piece>(madd(8.0 * u, u, vd(-1.0)),
-                  madd(two_over_x, vd(kv_fit_scale[piece]), vd(-kv_fit_shift[piece])), a, d);
-    vd p = madd(u + 0.5, 0.5 * two_over_x, 1.0 + d), q = 1.0;  // K_{u+1} / K_u
-    avx2::k_continuant(u, n, two_over_x, p, q);
-    (a - xx + 0.5 * log(q * q * (0.25 * math::pi_d * two_over_x))).store(out);
+    math::fit_log_kv<piece>(vd::load(v), vd::load(x)).store(out);
 }
 
 /// Hankel's large-argument expansion (device::detail::hankel_sum) in lanes, without its
@@ -627,17 +592,7 @@ template <special_fn f>
     iv_ratio_finish<f>(vv, xx, ratio).store(out);
 }
 
-/// d/dx log K_v(x) = -v / x - K_{v-1}(x) / K_v(x), two negative terms (v / x - K_{v+1} / K_v,
-/// as the scalar route forms it, cancels near v = 1/2 at small x), from the order
-/// w = u = v - n (n = floor(v + 1/2) >= 1) or w = -u (n = 0) and rho = K_{w+1} / K_w: for
-/// n >= 1 the continuant's n - 1 steps give P / Q = K_v / K_{v-1}; for n = 0, rho itself is
-/// K_{1-v} / K_v = K_{v-1} / K_v.
-CURVKIT_SIMD_INLINE vd dlog_kv_finish(vd v, vd u, vd n, vd two_over_x, vd rho) {
-    vd p = rho, q = 1.0;
-    avx2::k_continuant(u, n - 1.0, two_over_x, p, q);
-    return -madd(v, 0.5 * two_over_x, select(n >= vd(1.0), q / p, rho));
-}
-/// The order of K's ratio for dlog_kv_finish: u, or -u where n = 0.
+/// The order of K's ratio for device::detail::dlog_kv_from_ratio: u, or -u where n = 0.
 struct dlog_kv_order {
     vd v, n, u, w;
     explicit dlog_kv_order(vd order) : v(order), n(floor(order + 0.5)), u(order - n) {
@@ -650,7 +605,7 @@ struct dlog_kv_order {
     const vd xx = vd::load(x), two_over_x = 2.0 / xx;
     vd k0, k1;  // K_w and (x / 2) K_{w+1}
     math::temme_kv(o.w, xx, k0, k1);
-    dlog_kv_finish(o.v, o.u, o.n, two_over_x, two_over_x * (k1 / k0)).store(out);
+    math::dlog_kv_from_ratio(o.v, o.u, o.n, two_over_x, two_over_x * (k1 / k0)).store(out);
 }
 /// From x = 11, where the fit's D is not accurate enough for the ratio: as the scalar route,
 /// Hankel's ratio (from hankel_ratio_min_x_lanes) where its test passes, elsewhere Steed's
@@ -666,25 +621,15 @@ struct dlog_kv_order {
     if (any_lane(and_not(xx > vd(0.0), ok))) {
         vd log_k, rho;
         math::steed_kv(o.w, xx, log_k, rho, false);
-        result = select(ok, hankel, dlog_kv_finish(o.v, o.u, o.n, 2.0 / xx, rho));
+        result = select(ok, hankel, math::dlog_kv_from_ratio(o.v, o.u, o.n, 2.0 / xx, rho));
     }
     result.store(out);
 }
-/// The fit's pieces below this x give D to 4.6e-17 or better (log_bessel_fits.hpp), against
-/// |d/dx log K| >= 1; past it, to 2.5e-16 and more.
-constexpr int dlog_fit_pieces = 13;
-static_assert(kv_fit_edges[dlog_fit_pieces] == 11.0);
-/// The fit's start K_{w+1} / K_w = 1 + (w + 1/2) / x + D (D even in the order).
+/// d/dx log K_v(x) on the fit's piece `piece` (device::detail::fit_dlog_kv).
 template <int piece>
 [[gnu::noinline, gnu::flatten]] void fit_dlog_kv_lanes(const double* v, const double* x,
                                                        double* out) {
-    const dlog_kv_order o(vd::load(v));
-    const vd xx = vd::load(x), two_over_x = 2.0 / xx;
-    vd a, d;  // a is dead code here
-    kv_fit<piece>(madd(8.0 * o.u, o.u, vd(-1.0)),
-                  madd(two_over_x, vd(kv_fit_scale[piece]), vd(-kv_fit_shift[piece])), a, d);
-    const vd rho = madd(o.w + 0.5, 0.5 * two_over_x, 1.0 + d);
-    dlog_kv_finish(o.v, o.u, o.n, two_over_x, rho).store(out);
+    math::fit_dlog_kv<piece>(vd::load(v), vd::load(x)).store(out);
 }
 
 /// The route of a lane key: the key itself for the uniform expansion, and for the small
@@ -734,9 +679,10 @@ void small_run(int route, const double* v, const double* x, double* out, int n,
     group_fn f;
     if constexpr (fn == special_fn::dlog_kv) {
         const int piece = route - 2;
+        constexpr int pieces = math::dlog_kv_fit_pieces;
         f = route == 0 ? temme_dlog_kv_lanes
-            : piece >= 0 && piece < dlog_fit_pieces
-                ? fit_dlog_kv_lanes_of(piece, std::make_integer_sequence<int, dlog_fit_pieces>{})
+            : piece >= 0 && piece < pieces
+                ? fit_dlog_kv_lanes_of(piece, std::make_integer_sequence<int, pieces>{})
                 : steed_dlog_kv_lanes;
     } else if constexpr (is_ratio(fn)) {
         f = route == 0 ? cf1_lanes<fn> : shifted_ratio_lanes<fn>;

@@ -9,10 +9,11 @@
 //     where the test fails, log I and I_{v+1}/I_v from the uniform expansion at an order
 //     above debye_min_order and the backward recurrence of the ratio;
 //   smaller v, x < 20: log I from the power series (all terms positive, summed relative to
-//     the first) and I_{v+1}/I_v from its continued fraction; K at the order |u| <= 1/2 from
-//     Temme's series (x <= 1/2), from Steed's continued fraction for K_{u+1}/K_u and the
-//     Wronskian (1/2 < x <= 4), or from Steed's fraction with its normalising sum (x > 4),
-//     then a forward recurrence in ratio form up to order v.
+//     the first) and I_{v+1}/I_v from its continued fraction;
+//   K at smaller v: log K_u and K_{u+1}/K_u at the order |u| <= 1/2 from Temme's series
+//     (x < 0.1), from fitted polynomials (0.1 <= x < 100, detail/log_bessel_fits.hpp), or from
+//     Steed's continued fraction with its normalising sum (past 100, where Hankel's test
+//     fails), then the forward recurrence up to order v.
 // float arguments are evaluated in double and rounded once, which keeps them within an ulp.
 //
 // The routes are templates over the number type R: double here and on the device, a SIMD
@@ -26,6 +27,7 @@
 #include <cmath>
 
 #include "curvkit/device/detail/debye_tables.hpp"
+#include "curvkit/device/detail/log_bessel_fits.hpp"
 #include "curvkit/device/macros.hpp"
 
 namespace curvkit::device {
@@ -379,7 +381,7 @@ CURVKIT_HD R pi_u_over_sin_pi_u(R u) {
     return 1.0 / madd(-w, g, R(1.0));
 }
 
-/// K_u(x) and (x / 2) K_{u+1}(x) for |u| <= 1/2, 0 < x <= temme_max_x, by Temme's series.
+/// K_u(x) and (x / 2) K_{u+1}(x) for |u| <= 1/2, 0 < x < temme_max_x, by Temme's series.
 /// Near x = 1/2, log K is near 0 and its error is K's relative error: the leading terms of
 /// both sums carry their main rounding errors to the end (in f_lo and p_lo), and the later
 /// terms are summed apart from them.
@@ -542,14 +544,22 @@ CURVKIT_HD R cf1_iv_ratio(R v, R x) {
     return cf1_backward(v, two_over_x, depth);
 }
 
-// Temme's series loses a few ulps to cancellation between its logarithmic and constant parts
-// near x = 1, and Steed's normalising sum converges slowly there, gathering roundings over
-// its many steps (up to 4.4 scaled ulps at x in [2, 2.5) for |u| <= 1/2, 3.1 in [2.5, 3),
-// 1.8 in [3, 4), against 2.1 at most from the Wronskian there); between the two, K_u comes
-// from the Wronskian I_u K_{u+1} + I_{u+1} K_u = 1 / x, whose terms are all positive:
-// K_u = 1 / (x I_u (K_{u+1} / K_u + I_{u+1} / I_u)).
-constexpr double temme_max_x = 0.5;
-constexpr double steed_sum_min_x = 4.0;
+// K at the order |u| <= 1/2 starts the forward recurrence of small orders. Temme's series
+// loses a few ulps to cancellation between its logarithmic and constant parts near x = 1 and
+// takes more terms as x grows; Steed's normalising sum converges slowly below x = 4 (~170 steps
+// at x = 1/2, gathering roundings: 4.4 scaled ulps at x in [2, 2.5)). From x = 0.1 to 100 the
+// fitted polynomials of log_bessel_fits.hpp give log K_u and K_{u+1} / K_u, and the recurrence
+// runs as a continuant: one division and one logarithm in all (1.9 scaled ulps at worst on
+// 27,000 random points, where those routes reached 3, and 3-5x faster in scalar code); below,
+// Temme's series (its terms fall fast at small x, where the fits would take ever more
+// coefficients); past 100, Steed's fraction with its sum.
+constexpr double temme_max_x = kv_fit_edges[0];
+constexpr double kv_fit_max_x = kv_fit_edges[kv_fit_pieces];
+/// The fit's pieces below this x give D to 4.6e-17 or better, against |d/dx log K| >= 1;
+/// past it, to 2.5e-16 and more: d/dx log K takes Steed's fraction from there.
+constexpr int dlog_kv_fit_pieces = 13;
+constexpr double dlog_kv_fit_max_x = kv_fit_edges[dlog_kv_fit_pieces];
+static_assert(dlog_kv_fit_max_x == 11.0);
 
 /// mant * rho (one step of a growing product), renormalised as mantissa * 2^expo before it
 /// or the next ratio (up to ~1e302 for the smallest x) could overflow; only where `on`.
@@ -581,17 +591,15 @@ CURVKIT_HD R k_recurrence(R u, R n, R x, R& rho, R skip = R(0.0)) {
     return log(mant) + expo * ln_2;
 }
 
-/// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, x > temme_max_x: Steed's
-/// fraction at the order |u| <= 1/2, K_u from its normalising sum (`with_sum`, for
-/// x > steed_sum_min_x: below, the sum converges too slowly) or from the Wronskian with the
-/// power series of I_u (for x < hankel_min_x), then the forward recurrence.
+/// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, x >= kv_fit_max_x:
+/// Steed's fraction with its normalising sum at the order |u| <= 1/2, then the forward
+/// recurrence.
 template <class R>
-CURVKIT_HD R steed_log_kv(R v, R x, bool with_sum, R& ratio) {
+CURVKIT_HD R steed_log_kv(R v, R x, R& ratio) {
     const R n = floor(v + 0.5);
     const R u = v - n;
     R log_k, rho;
-    steed_kv(u, x, log_k, rho, with_sum);
-    if (!with_sum) log_k = -log(x) - series_log_iv(u, x) - log(rho + cf1_iv_ratio(u, x));
+    steed_kv(u, x, log_k, rho, true);
     log_k = log_k + k_recurrence(u, n, x, rho);
     ratio = rho;
     return log_k;
@@ -617,11 +625,94 @@ CURVKIT_HD R temme_log_kv(R v, R x, R& ratio) {
     return log_k;
 }
 
-/// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, x > 0: K at |u| <= 1/2
-/// and the forward recurrence of the ratios up to order v.
+/// log K_v(x) and K_{v+1}(x) / K_v(x) for 0 <= v < debye_min_order, x > 0 outside the fit's
+/// range: K at |u| <= 1/2 and the forward recurrence of the ratios up to order v.
 CURVKIT_HD void small_order_kv(double v, double x, double& log_k, double& ratio) {
-    log_k = x > temme_max_x ? steed_log_kv(v, x, x > steed_sum_min_x, ratio)
-                            : temme_log_kv(v, x, ratio);
+    log_k = x >= temme_max_x ? steed_log_kv(v, x, ratio) : temme_log_kv(v, x, ratio);
+}
+
+/// The forward recurrence of K in the order, K_{w+1} = K_{w-1} + (2 w / x) K_w, as a
+/// continuant over the n steps from order u: (p, q) <- ((u + j) (2 / x) p + q, p) for
+/// j = 1..n, lanes with fewer steps idle. From p = K_{u+1} / K_u, q = 1 it ends at
+/// p = K_{u+n+1} / K_u, q = K_{u+n} / K_u: k_recurrence's ratios and their product with no
+/// division per step (k_recurrence's rho_j = 1 / rho_{j-1} + 2 (u + j) / x is a chain of
+/// dependent divisions). No renormalisation: only for x >= 1e-10, where each ratio is below
+/// 2 (debye_min_order + 1) / x < 5e11 and p (22 steps at most) stays below 1e258.
+template <class R>
+CURVKIT_HD void k_continuant(R u, R n, R two_over_x, R& p, R& q) {
+    const int least = static_cast<int>(min_lane(n)), most = static_cast<int>(max_lane(n));
+    int j = 1;
+    for (; j <= least; ++j) {  // the steps of every lane
+        const R next = madd((u + static_cast<double>(j)) * two_over_x, p, q);
+        q = p;
+        p = next;
+    }
+    for (; j <= most; ++j) {
+        const auto on = R(static_cast<double>(j)) <= n;
+        const R next = madd((u + static_cast<double>(j)) * two_over_x, p, q);
+        q = select(on, p, q);
+        p = select(on, next, p);
+    }
+}
+
+/// d/dx log K_v(x) = -v / x - K_{v-1}(x) / K_v(x), two negative terms (v / x - K_{v+1} / K_v
+/// cancels near v = 1/2 at small x), from rho = K_{w+1} / K_w at the order w = u = v - n
+/// (n = floor(v + 1/2) >= 1) or w = -u (n = 0): for n >= 1 the continuant's n - 1 steps give
+/// K_v / K_{v-1}; for n = 0, rho itself is K_{1-v} / K_v = K_{v-1} / K_v. For x >= 1e-10.
+template <class R>
+CURVKIT_HD R dlog_kv_from_ratio(R v, R u, R n, R two_over_x, R rho) {
+    R p = rho, q = 1.0;
+    k_continuant(u, n - 1.0, two_over_x, p, q);
+    return -madd(v, 0.5 * two_over_x, select(n >= R(1.0), q / p, rho));
+}
+
+/// log K_v(x) for 0 <= v < debye_min_order on the fit's piece `piece`: log K_u and
+/// K_{u+1} / K_u at u = v - n, |u| <= 1/2, n = floor(v + 1/2), from the fitted polynomials,
+/// then the continuant to K_v / K_u = q, with one division (2 / x) in all.
+/// log K_v = a - x + log(q sqrt(pi / (2x))), q < 1e46 (x >= 0.1): its square keeps the two
+/// logarithms one.
+template <int piece, class R>
+CURVKIT_HD R fit_log_kv(R v, R x) {
+    const R n = floor(v + 0.5), u = v - n;
+    const R two_over_x = 2.0 / x;
+    R a, d;
+    kv_fit<piece>(madd(8.0 * u, u, R(-1.0)), two_over_x, a, d);
+    R p = madd(u + 0.5, 0.5 * two_over_x, 1.0 + d), q = 1.0;  // K_{u+1} / K_u
+    k_continuant(u, n, two_over_x, p, q);
+    return a - x + 0.5 * log(q * q * (0.25 * pi_d * two_over_x));
+}
+
+/// d/dx log K_v(x) for 0 <= v < debye_min_order on the fit's piece `piece` (piece <
+/// dlog_kv_fit_pieces): the fit's K_{w+1} / K_w = 1 + (w + 1/2) / x + D (D is even in the
+/// order), then dlog_kv_from_ratio.
+template <int piece, class R>
+CURVKIT_HD R fit_dlog_kv(R v, R x) {
+    const R n = floor(v + 0.5), u = v - n;
+    const R w = select(n >= R(1.0), u, -u);
+    const R two_over_x = 2.0 / x;
+    R a, d;  // a is dead code here
+    kv_fit<piece>(madd(8.0 * u, u, R(-1.0)), two_over_x, a, d);
+    return dlog_kv_from_ratio(v, u, n, two_over_x, madd(w + 0.5, 0.5 * two_over_x, 1.0 + d));
+}
+
+/// fit_log_kv (or fit_dlog_kv, `dlog`) on the piece of x, for
+/// temme_max_x <= x < kv_fit_max_x: one branch per piece.
+template <bool dlog, int piece = 0>
+CURVKIT_HD double fit_kv_on_piece(int p, double v, double x) {
+    if constexpr (piece + 1 < kv_fit_pieces) {
+        if (p > piece) return fit_kv_on_piece<dlog, piece + 1>(p, v, x);
+    }
+    if constexpr (dlog) return fit_dlog_kv<piece>(v, x);
+    else return fit_log_kv<piece>(v, x);
+}
+
+/// log K_v(x), or d/dx log K_v(x) where `dlog`, for 0 <= v < debye_min_order and
+/// temme_max_x <= x < kv_fit_max_x (dlog_kv_fit_max_x): the fit's start on the piece of x.
+/// Outlined on the device: the fits' sixteen pieces are code enough not to copy into every
+/// kernel that may reach them (log I's reflection calls log K too).
+CURVKIT_HD_OUTLINED double fit_kv(bool dlog, double v, double x) {
+    const int piece = kv_fit_piece(x);
+    return dlog ? fit_kv_on_piece<true>(piece, v, x) : fit_kv_on_piece<false>(piece, v, x);
 }
 
 // ---- order v >= 0, x > 0 (finite) ----------------------------------------------------------
@@ -631,12 +722,13 @@ CURVKIT_HD double log_iv_pos(double v, double x) {
     if (x < hankel_min_x) return series_log_iv(v, x);
     double s;
     if (hankel_sum(v, x, true, s)) return x - 0.5 * log(x) - half_ln_2pi + log(s);
-    double ratio;
-    return shifted_debye_log_iv(v, x, ratio);
+    double ratio;  // the ratio would need all the terms; log I, those of x
+    return shifted_debye_log_iv(v, x, ratio, debye_terms_shifted(x));
 }
 
 CURVKIT_HD double log_kv_pos(double v, double x) {
     if (v >= debye_min_order) return debye_log_kv(v, x);
+    if (x >= temme_max_x && x < kv_fit_max_x) return fit_kv(false, v, x);
     double s;
     if (x >= hankel_min_x && hankel_sum(v, x, false, s))
         return -x - 0.5 * log(x) + half_ln_pi_over_2 + log(s);
@@ -659,9 +751,17 @@ CURVKIT_HD double iv_ratio_pos(double v, double x) {
 
 CURVKIT_HD double dlog_kv_pos(double v, double x) {
     if (v >= debye_min_order) return debye_dlog_kv(v, x);
-    double log_k, ratio;
+    if (x >= temme_max_x && x < dlog_kv_fit_max_x)
+        return fit_kv(true, v, x);
+    double ratio;
     if (x >= hankel_min_x && hankel_ratio(v, x, false, ratio)) return v / x - ratio;
-    if (v > 0.0 && v <= 0.5 && x <= temme_max_x) {
+    if (x >= dlog_kv_fit_max_x) {  // Steed's fraction without its normalising sum
+        const double n = floor(v + 0.5), u = v - n;
+        double log_k, rho;
+        steed_kv(n >= 1.0 ? u : -u, x, log_k, rho, false);
+        return dlog_kv_from_ratio(v, u, n, 2.0 / x, rho);
+    }
+    if (v > 0.0 && v <= 0.5) {
         // K'_v / K_v = -v / x - K_{v-1} / K_v with K_{v-1} = K_{1-v} from Temme's series at
         // order -v: two negative terms, where v / x - K_{v+1} / K_v (about v / x - 2v / x at
         // small x) doubled the ratio's error (9.9 ulps at v = 0.47, x = 1e-4).
@@ -669,7 +769,7 @@ CURVKIT_HD double dlog_kv_pos(double v, double x) {
         temme_kv(-v, x, k0, k1);
         return -(v + 2.0 * k1 / k0) / x;
     }
-    small_order_kv(v, x, log_k, ratio);
+    temme_log_kv(v, x, ratio);  // x < temme_max_x
     // K'_v / K_v = v / x - K_{v+1} / K_v; the ratio exceeds 2v / x, so this loses < 1 bit.
     return v / x - ratio;
 }

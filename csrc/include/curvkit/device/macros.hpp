@@ -1,10 +1,14 @@
 // CURVKIT_HD marks scalar functions compiled for both host and device.
 #pragma once
 
+// CURVKIT_HD_OUTLINED marks the few large ones that several device functions call: compiled
+// once as a function on the device, rather than inlined into every kernel.
 #if defined(__CUDACC__)
 #  define CURVKIT_HD __host__ __device__ __forceinline__
+#  define CURVKIT_HD_OUTLINED __host__ __device__ __noinline__ inline
 #else
 #  define CURVKIT_HD inline
+#  define CURVKIT_HD_OUTLINED inline
 #endif
 
 // The inline namespace the host/device math of curvkit/device/ is compiled into. A translation
