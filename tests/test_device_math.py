@@ -148,6 +148,7 @@ def test_small_order_routes_under_device_math(device_special, temme_points):
 def test_large_argument_and_large_order_routes_under_device_math(device_special):
     pytest.importorskip("mpmath")
     ts.test_log_bessel_small_order_large_x_random_points()
+    ts.test_log_iv_hankel_with_large_terms_random_points()
     ts.test_log_bessel_order_far_above_argument_random_points()
     ts.test_uniform_expansion_at_its_fewest_terms()
 

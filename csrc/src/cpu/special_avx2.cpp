@@ -439,8 +439,8 @@ template <int piece>
 /// fall below the rounding level within 25 and 18 terms, and the largest is at most 2.2 and
 /// 7.1 times the sum (grids of 120,000 points each, up to FLT_MAX): the sum's roundings,
 /// each at most half an ulp of the largest term, stay below ~60 eps of log I even if all
-/// add up, against a scaled ulp of at least 20 and 36 eps there (the scalar test, which asks
-/// that no term exceed the sum, would refuse these). The exponentially small part it omits
+/// add up, against a scaled ulp of at least 20 and 36 eps there (the scalar routes waive
+/// hankel_sum's test on the largest term there too: device::detail::hankel_log_iv_bounded). The exponentially small part it omits
 /// (e^-2x relative, for I) is below 5e-18.
 template <bool kv>
 [[gnu::noinline, gnu::flatten]] void hankel_lanes(const double* v, const double* x, double* out) {

@@ -1,11 +1,15 @@
 // CURVKIT_HD marks scalar functions compiled for both host and device.
 #pragma once
 
-// CURVKIT_HD_OUTLINED marks the few large ones that several device functions call: compiled
-// once as a function on the device, rather than inlined into every kernel.
+// CURVKIT_HD_OUTLINED marks the few large ones that several of them call: compiled once as a
+// function, rather than inlined into every kernel on the device, and on the host kept out of
+// its callers, which stay small enough for the compiler to inline where they are called.
 #if defined(__CUDACC__)
 #  define CURVKIT_HD __host__ __device__ __forceinline__
 #  define CURVKIT_HD_OUTLINED __host__ __device__ __noinline__ inline
+#elif defined(__GNUC__)
+#  define CURVKIT_HD inline
+#  define CURVKIT_HD_OUTLINED [[gnu::noinline]] inline
 #else
 #  define CURVKIT_HD inline
 #  define CURVKIT_HD_OUTLINED inline
