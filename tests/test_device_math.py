@@ -137,8 +137,9 @@ def test_small_order_routes_under_device_math(device_special, temme_points):
     # Temme's series, the fitted start of K's recurrence, and the ratios on every route,
     # against mpmath, within the CPU kernels' bounds (3, and 2 for the fit's pieces).
     # Temme's series adds up the errors of several library calls (log, exp, sinh, cosh):
-    # these points reach 2.5 scaled ulps in log K and 2.84 ulps in d/dx log K over sixteen
-    # draws (with the library's sin for pi u / sin pi u they had reached 3.5 and 3.15).
+    # below x = 1/2 these points reach 2.05 scaled ulps in log K and 2.06 ulps in d/dx log K
+    # over sixteen draws, the fit's pieces 1.84 (Temme's series up to x = 1/2 had reached 2.5
+    # and 2.84, and with the library's sin for pi u / sin pi u 3.5 and 3.15).
     ts._check_temme_region(temme_points)
     ts._check_orders_below_half()
     ts._check_fit_pieces()

@@ -7,7 +7,8 @@
 // order group, the power series and the shifted uniform expansion of log I, Temme's series
 // and Steed's fraction of log K, and Hankel's expansion of both. The runs go through SIMD
 // lanes on the same templated code as the scalar functions, with lane-only forms where they
-// are faster: log K's forward recurrence without divisions after Temme's series too,
+// are faster: log K's forward recurrence after Temme's series as a continuant, without
+// divisions,
 // Hankel's expansion without its truncation test where the keys guarantee that it passes,
 // and the uniform expansion up to v = 1e30 x; the few other elements (zero, infinite,
 // negative or subnormal arguments, tiny x for small-order K, v > 1e30 x) take the scalar
@@ -112,8 +113,9 @@ constexpr int keys = scalar_key + 1;
 
 /// Smallest x of Temme's route in lanes (below it the scalar route renormalises the product).
 constexpr double temme_min_x_lanes = 1e-10;
-/// Up to this x the lanes take log K from Temme's series (as the scalar route does); from there to x = 100 they start the recurrence from fitted
-/// polynomials (log_bessel_fits.hpp), one route per piece of the fit: 1.9-4.5x faster than
+/// Up to this x the lanes take log K from Temme's series (as the scalar route does); from
+/// there to x = 100 they start the recurrence from the fitted polynomials
+/// (device::detail::fit_log_kv), one route per piece of the fit: 1.9-4.5x faster than
 /// Temme's series and Steed's fraction with the Wronskian in lanes from x = 0.3 (the fraction
 /// converges slowly at small x, ~170 steps at x = 1/2), 1.1-1.35x faster than Temme's series
 /// below (which takes fewer steps at small x, where the fits take more coefficients: 290-360
@@ -440,8 +442,8 @@ template <int piece>
 /// 7.1 times the sum (grids of 120,000 points each, up to FLT_MAX): the sum's roundings,
 /// each at most half an ulp of the largest term, stay below ~60 eps of log I even if all
 /// add up, against a scaled ulp of at least 20 and 36 eps there (the scalar routes waive
-/// hankel_sum's test on the largest term there too: device::detail::hankel_log_iv_bounded). The exponentially small part it omits
-/// (e^-2x relative, for I) is below 5e-18.
+/// hankel_sum's test on the largest term there too: device::detail::hankel_log_iv_bounded).
+/// The exponentially small part it omits (e^-2x relative, for I) is below 5e-18.
 template <bool kv>
 [[gnu::noinline, gnu::flatten]] void hankel_lanes(const double* v, const double* x, double* out) {
     const vd vv = vd::load(v), xx = vd::load(x);

@@ -765,8 +765,7 @@ CURVKIT_HD double iv_ratio_pos(double v, double x) {
 
 CURVKIT_HD double dlog_kv_pos(double v, double x) {
     if (v >= debye_min_order) return debye_dlog_kv(v, x);
-    if (x >= temme_max_x && x < dlog_kv_fit_max_x)
-        return fit_kv(true, v, x);
+    if (x >= temme_max_x && x < dlog_kv_fit_max_x) return fit_kv(true, v, x);
     double ratio;
     if (x >= hankel_min_x && hankel_ratio(v, x, false, ratio)) return v / x - ratio;
     if (x >= dlog_kv_fit_max_x) {  // Steed's fraction without its normalising sum
