@@ -180,15 +180,6 @@ def array(name, values):
     return f"constexpr double {name}[] = {{{', '.join(repr(float(c)) for c in values)}}};"
 
 
-def piece_function():
-    """kv_fit_piece(x) as comparisons with the edges written out (device code cannot index a
-    host array)."""
-    lines = ["CURVKIT_HD constexpr int kv_fit_piece(double x) {"]
-    for p in range(len(K_EDGES) - 2, 0, -1):
-        lines.append(f"    if (x >= {K_EDGES[p]!r}) return {p};")
-    return lines + ["    return 0;", "}"]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -211,10 +202,9 @@ def main() -> None:
         "namespace detail {",
         "",
         f"constexpr int kv_fit_pieces = {len(K_EDGES) - 1};",
-        "/// log K's pieces in x: piece p covers [kv_fit_edges[p], kv_fit_edges[p + 1]) (host code).",
+        "/// log K's pieces in x: piece p covers [kv_fit_edges[p], kv_fit_edges[p + 1]) (device",
+        "/// code reads its elements only in constant expressions).",
         array("kv_fit_edges", K_EDGES),
-        "/// The piece of x, for kv_fit_edges[0] <= x < kv_fit_edges[kv_fit_pieces].",
-        *piece_function(),
         "",
         "/// On piece `piece`, with m = 8 u^2 - 1 and s = 2 scale / x - shift (both in [-1, 1], the",
         "/// piece's own scale and shift): a = log(K_u(x) e^x sqrt(2x / pi)) and",

@@ -594,20 +594,14 @@ template <special_fn f>
     iv_ratio_finish<f>(vv, xx, ratio).store(out);
 }
 
-/// The order of K's ratio for device::detail::dlog_kv_from_ratio: u, or -u where n = 0.
-struct dlog_kv_order {
-    vd v, n, u, w;
-    explicit dlog_kv_order(vd order) : v(order), n(floor(order + 0.5)), u(order - n) {
-        w = select(n >= vd(1.0), u, -u);
-    }
-};
+using dlog_kv_order = math::dlog_kv_order<vd>;
 [[gnu::noinline, gnu::flatten, CURVKIT_PRESSURE_SCHEDULED]] void temme_dlog_kv_lanes(
     const double* v, const double* x, double* out) {
     const dlog_kv_order o(vd::load(v));
     const vd xx = vd::load(x), two_over_x = 2.0 / xx;
     vd k0, k1;  // K_w and (x / 2) K_{w+1}
     math::temme_kv(o.w, xx, k0, k1);
-    math::dlog_kv_from_ratio(o.v, o.u, o.n, two_over_x, two_over_x * (k1 / k0)).store(out);
+    math::dlog_kv_from_ratio(o, two_over_x, two_over_x * (k1 / k0)).store(out);
 }
 /// From x = 11, where the fit's D is not accurate enough for the ratio: as the scalar route,
 /// Hankel's ratio (from hankel_ratio_min_x_lanes) where its test passes, elsewhere Steed's
@@ -623,7 +617,7 @@ struct dlog_kv_order {
     if (any_lane(and_not(xx > vd(0.0), ok))) {
         vd log_k, rho;
         math::steed_kv(o.w, xx, log_k, rho, false);
-        result = select(ok, hankel, math::dlog_kv_from_ratio(o.v, o.u, o.n, 2.0 / xx, rho));
+        result = select(ok, hankel, math::dlog_kv_from_ratio(o, 2.0 / xx, rho));
     }
     result.store(out);
 }

@@ -657,15 +657,24 @@ CURVKIT_HD void k_continuant(R u, R n, R two_over_x, R& p, R& q) {
     }
 }
 
-/// d/dx log K_v(x) = -v / x - K_{v-1}(x) / K_v(x), two negative terms (v / x - K_{v+1} / K_v
-/// cancels near v = 1/2 at small x), from rho = K_{w+1} / K_w at the order w = u = v - n
-/// (n = floor(v + 1/2) >= 1) or w = -u (n = 0): for n >= 1 the continuant's n - 1 steps give
-/// K_v / K_{v-1}; for n = 0, rho itself is K_{1-v} / K_v = K_{v-1} / K_v. For x >= 1e-10.
+/// The orders of d/dx log K_v at v >= 0: n = floor(v + 1/2), u = v - n (|u| <= 1/2), and
+/// the order w of the ratio K_{w+1} / K_w it starts from: u, or -u where n = 0.
 template <class R>
-CURVKIT_HD R dlog_kv_from_ratio(R v, R u, R n, R two_over_x, R rho) {
+struct dlog_kv_order {
+    R v, n, u, w;
+    CURVKIT_HD explicit dlog_kv_order(R order)
+        : v(order), n(floor(order + 0.5)), u(order - n), w(select(n >= R(1.0), u, -u)) {}
+};
+
+/// d/dx log K_v(x) = -v / x - K_{v-1}(x) / K_v(x), two negative terms (v / x - K_{v+1} / K_v
+/// cancels near v = 1/2 at small x), from rho = K_{w+1} / K_w at the order o.w: for n >= 1
+/// (w = u) the continuant's n - 1 steps give K_v / K_{v-1}; for n = 0 (w = -u), rho itself is
+/// K_{1-v} / K_v = K_{v-1} / K_v. For x >= 1e-10.
+template <class R>
+CURVKIT_HD R dlog_kv_from_ratio(const dlog_kv_order<R>& o, R two_over_x, R rho) {
     R p = rho, q = 1.0;
-    k_continuant(u, n - 1.0, two_over_x, p, q);
-    return -madd(v, 0.5 * two_over_x, select(n >= R(1.0), q / p, rho));
+    k_continuant(o.u, o.n - 1.0, two_over_x, p, q);
+    return -madd(o.v, 0.5 * two_over_x, select(o.n >= R(1.0), q / p, rho));
 }
 
 /// log K_v(x) for 0 <= v < debye_min_order on the fit's piece `piece`: log K_u and
@@ -689,20 +698,20 @@ CURVKIT_HD R fit_log_kv(R v, R x) {
 /// order), then dlog_kv_from_ratio.
 template <int piece, class R>
 CURVKIT_HD R fit_dlog_kv(R v, R x) {
-    const R n = floor(v + 0.5), u = v - n;
-    const R w = select(n >= R(1.0), u, -u);
+    const dlog_kv_order<R> o(v);
     const R two_over_x = 2.0 / x;
     R a, d;  // a is dead code here
-    kv_fit<piece>(madd(8.0 * u, u, R(-1.0)), two_over_x, a, d);
-    return dlog_kv_from_ratio(v, u, n, two_over_x, madd(w + 0.5, 0.5 * two_over_x, 1.0 + d));
+    kv_fit<piece>(madd(8.0 * o.u, o.u, R(-1.0)), two_over_x, a, d);
+    return dlog_kv_from_ratio(o, two_over_x, madd(o.w + 0.5, 0.5 * two_over_x, 1.0 + d));
 }
 
 /// fit_log_kv (or fit_dlog_kv, `dlog`) on the piece of x, for
-/// temme_max_x <= x < kv_fit_max_x: one branch per piece.
+/// temme_max_x <= x < kv_fit_max_x: one comparison with an edge per piece passed.
 template <bool dlog, int piece = 0>
-CURVKIT_HD double fit_kv_on_piece(int p, double v, double x) {
+CURVKIT_HD double fit_kv_on_piece(double v, double x) {
     if constexpr (piece + 1 < kv_fit_pieces) {
-        if (p > piece) return fit_kv_on_piece<dlog, piece + 1>(p, v, x);
+        constexpr double next_edge = kv_fit_edges[piece + 1];
+        if (x >= next_edge) return fit_kv_on_piece<dlog, piece + 1>(v, x);
     }
     if constexpr (dlog) return fit_dlog_kv<piece>(v, x);
     else return fit_log_kv<piece>(v, x);
@@ -713,8 +722,7 @@ CURVKIT_HD double fit_kv_on_piece(int p, double v, double x) {
 /// Outlined on the device: the fits' sixteen pieces are code enough not to copy into every
 /// kernel that may reach them (log I's reflection calls log K too).
 CURVKIT_HD_OUTLINED double fit_kv(bool dlog, double v, double x) {
-    const int piece = kv_fit_piece(x);
-    return dlog ? fit_kv_on_piece<true>(piece, v, x) : fit_kv_on_piece<false>(piece, v, x);
+    return dlog ? fit_kv_on_piece<true>(v, x) : fit_kv_on_piece<false>(v, x);
 }
 
 // ---- order v >= 0, x > 0 (finite) ----------------------------------------------------------
@@ -769,10 +777,10 @@ CURVKIT_HD double dlog_kv_pos(double v, double x) {
     double ratio;
     if (x >= hankel_min_x && hankel_ratio(v, x, false, ratio)) return v / x - ratio;
     if (x >= dlog_kv_fit_max_x) {  // Steed's fraction without its normalising sum
-        const double n = floor(v + 0.5), u = v - n;
+        const dlog_kv_order<double> o(v);
         double log_k, rho;
-        steed_kv(n >= 1.0 ? u : -u, x, log_k, rho, false);
-        return dlog_kv_from_ratio(v, u, n, 2.0 / x, rho);
+        steed_kv(o.w, x, log_k, rho, false);
+        return dlog_kv_from_ratio(o, 2.0 / x, rho);
     }
     if (v > 0.0 && v <= 0.5) {
         // K'_v / K_v = -v / x - K_{v-1} / K_v with K_{v-1} = K_{1-v} from Temme's series at

@@ -13,27 +13,9 @@ inline namespace CURVKIT_ISA_NAMESPACE {
 namespace detail {
 
 constexpr int kv_fit_pieces = 16;
-/// log K's pieces in x: piece p covers [kv_fit_edges[p], kv_fit_edges[p + 1]) (host code).
+/// log K's pieces in x: piece p covers [kv_fit_edges[p], kv_fit_edges[p + 1]) (device
+/// code reads its elements only in constant expressions).
 constexpr double kv_fit_edges[] = {0.10009765625, 0.1484375, 0.19921875, 0.296875, 0.3984375, 0.5, 0.703125, 1.0, 1.40625, 2.0, 3.0, 4.5, 7.0, 11.0, 18.0, 36.0, 100.0};
-/// The piece of x, for kv_fit_edges[0] <= x < kv_fit_edges[kv_fit_pieces].
-CURVKIT_HD constexpr int kv_fit_piece(double x) {
-    if (x >= 36.0) return 15;
-    if (x >= 18.0) return 14;
-    if (x >= 11.0) return 13;
-    if (x >= 7.0) return 12;
-    if (x >= 4.5) return 11;
-    if (x >= 3.0) return 10;
-    if (x >= 2.0) return 9;
-    if (x >= 1.40625) return 8;
-    if (x >= 1.0) return 7;
-    if (x >= 0.703125) return 6;
-    if (x >= 0.5) return 5;
-    if (x >= 0.3984375) return 4;
-    if (x >= 0.296875) return 3;
-    if (x >= 0.19921875) return 2;
-    if (x >= 0.1484375) return 1;
-    return 0;
-}
 
 /// On piece `piece`, with m = 8 u^2 - 1 and s = 2 scale / x - shift (both in [-1, 1], the
 /// piece's own scale and shift): a = log(K_u(x) e^x sqrt(2x / pi)) and
