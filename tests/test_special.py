@@ -820,6 +820,32 @@ def test_vmf_fit_edge_cases():
             special.vmf_fit(np.where(np.eye(3) > 0, bad, 0.5))
 
 
+def test_vmf_fit_rows_of_any_finite_scale():
+    # Each row is normalised, so rows scaled by 1e-200 .. 1e300 (squared norms that underflow
+    # or overflow) give the fit of the unit rows; the reference sums them normalised in mpmath.
+    mp = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(3)
+    p, n = 50, 40
+    mu = np.zeros(p)
+    mu[0] = 1.0
+    U = vmf_samples(rng, mu, 30.0, n)
+    scales = np.array([1e-200, 1e-160, 1.0, 1e160, 1e300] * (n // 5))
+    X = U * scales[:, None]
+    mu_hat, kappa_hat = special.vmf_fit(X)
+    with mp.workdps(40):
+        rows = [[mp.mpf(float(a)) for a in row] for row in X]
+        norms = [mp.sqrt(mp.fsum(a * a for a in row)) for row in rows]
+        s = [mp.fsum(row[j] / nrm for row, nrm in zip(rows, norms)) for j in range(p)]
+        r = mp.sqrt(mp.fsum(c * c for c in s))
+        mu_ref = np.array([float(c / r) for c in s])
+        rbar = float(r / n)
+    assert np.allclose(mu_hat, mu_ref, rtol=0, atol=1e-14)
+    assert special.vmf_mean_length(p, kappa_hat) == pytest.approx(rbar, rel=1e-13)
+    assert kappa_hat == pytest.approx(special.vmf_fit(U)[1], rel=1e-12)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        special.vmf_fit(np.vstack([X, np.full(p, 1e300) * np.r_[np.nan, np.ones(p - 1)]]))
+
+
 # ---- GPU -----------------------------------------------------------------------------------
 
 

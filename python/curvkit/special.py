@@ -315,6 +315,12 @@ def _core_ratio(nu: float, kappa: float) -> float:
     return float(iv_ratio(np.float64(nu), np.float64(kappa)))
 
 
+# Squared row norms outside [2^-960, 2^960] lose digits (subnormal) or overflow: such rows are
+# scaled by their largest entry before they are normalised.
+_SQ_NORM_MIN = 2.0 ** -960
+_SQ_NORM_MAX = 2.0 ** 960
+
+
 def vmf_fit(X: Any) -> Tuple[Any, float]:
     """Maximum-likelihood von Mises-Fisher fit of unit vectors.
 
@@ -346,11 +352,23 @@ def vmf_fit(X: Any) -> Tuple[Any, float]:
         # Two passes over X and no temporary of its size: the squared row norms, then the
         # sum of the normalised rows as one matrix-vector product.
         sq = xp.einsum("ij,ij->i", A, A)
-        if not bool(xp.all(xp.isfinite(sq))):
-            raise ValueError("X has NaN or infinite entries")
-        if not bool(xp.all(sq > 0)):
-            raise ValueError("X has a zero row: samples must lie on the unit sphere")
-        s = A.T @ (1.0 / xp.sqrt(sq))
+        # Rows whose squared norm over- or underflows (or holds NaN/inf) are scaled by their
+        # largest entry first; finite rows with entries near 1e200 or 1e-200 are valid input.
+        extreme = ~((sq >= _SQ_NORM_MIN) & (sq <= _SQ_NORM_MAX))
+        inv_norm = 1.0 / xp.sqrt(xp.where(extreme, 1.0, sq))
+        if bool(xp.any(extreme)):
+            rows = A[extreme]
+            big = xp.max(xp.abs(rows), axis=1)
+            if not bool(xp.all(xp.isfinite(big))):
+                raise ValueError("X has NaN or infinite entries")
+            if not bool(xp.all(big > 0)):
+                raise ValueError("X has a zero row: samples must lie on the unit sphere")
+            rows = rows / big[:, None]
+            rows /= xp.sqrt(xp.einsum("ij,ij->i", rows, rows))[:, None]
+            inv_norm[extreme] = 0.0
+            s = A.T @ inv_norm + rows.sum(axis=0)
+        else:
+            s = A.T @ inv_norm
         r = float(xp.linalg.norm(s))
         n, p = A.shape
         mu = s / r if r > 0 else s
