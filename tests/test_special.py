@@ -495,6 +495,21 @@ def test_domain_edges():
     assert special.log_iv(1.0, inf) == inf and special.log_kv(1.0, inf) == -inf
     assert special.iv_ratio(3.0, 0.0) == 0.0 and special.iv_ratio(3.0, inf) == 1.0
     assert special.dlog_kv(2.0, 0.0) == -inf and special.dlog_kv(2.0, inf) == -1.0
+    # Negative orders at the ends: I_{-n} = I_n (I_{n-1} / I_n ~ 2n / x), otherwise
+    # I_v ~ (x / 2)^v / Gamma(v + 1), so I_{v+1} / I_v ~ x / (2 v + 2) and d/dx log I ~ v / x;
+    # the values at x = 0 continue those at the smallest x.
+    for v, ratio, dlog in [(-3.0, inf, inf), (-1.0, inf, inf), (-2.5, -0.0, -inf),
+                           (-0.5, 0.0, -inf), (-0.25, 0.0, -inf)]:
+        at_zero = special.iv_ratio(v, 0.0)
+        assert at_zero == ratio and np.signbit(at_zero) == np.signbit(ratio)
+        assert np.signbit(special.iv_ratio(v, 1e-300)) == np.signbit(ratio)
+        assert special.dlog_iv(v, 0.0) == dlog
+        assert np.signbit(special.dlog_iv(v, 1e-300)) == np.signbit(dlog)
+        assert special.iv_ratio(v, inf) == 1.0 and special.dlog_iv(v, inf) == 1.0
+    # v = -inf: log I and d/dx log I take it as an integer (I_{-n} = I_n), in every kernel.
+    for x in (0.0, 1.0):
+        assert special.log_iv(-inf, x) == -inf and special.dlog_iv(-inf, x) == inf
+        assert np.isnan(special.iv_ratio(-inf, x))
     # Reflection: K_{-v} = K_v; I_{-n} = I_n; I_{-v} for non-integer v from I_v and K_v.
     x = np.logspace(-3, 3, 31)
     assert np.array_equal(special.log_kv(-7.3, x), special.log_kv(7.3, x))
@@ -629,6 +644,7 @@ def test_portable_kernels_within_4_scaled_ulps():
         "    t._check_fit_pieces()\n"
         "    t.test_log_iv_hankel_with_large_terms_random_points()\n"
         "    t._check_ratios_at_small_orders()\n"
+        "t.test_domain_edges()\n"
         "t.test_wronskian_on_mixed_routes(0)\n"
         "t.test_results_do_not_depend_on_neighbours_or_layout()\n"
         "print('ok')\n" % os.path.dirname(__file__))

@@ -157,7 +157,9 @@ def iv_ratio(v: Any, x: Any, out: Optional[Any] = None) -> Any:
     For ``v >= 0`` it comes from the continued fraction, the uniform large-order expansion or
     Hankel's expansion, never from a difference of logarithms (which loses 4-5 digits when
     ``|log I|`` is 1e4-1e5). It lies in ``[0, 1)``: 0 at ``x = 0`` and 1 at ``x = inf``. For
-    negative orders it is formed from the signed logarithms of both functions.
+    negative integer orders it is ``1 / iv_ratio(-v - 1, x)`` (``I_{-n} = I_n``; ``inf`` at
+    ``x = 0``); for other negative orders it is formed from the signed logarithms of both
+    functions (``x / (2 v + 2)``, a signed zero, at ``x = 0``; 1 at ``x = inf``).
 
     Parameters
     ----------

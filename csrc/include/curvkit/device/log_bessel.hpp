@@ -839,7 +839,7 @@ CURVKIT_HD double log_iv(double v, double x) {
                                                           : detail::nan_value();
     }
     if (detail::is_inf(x)) return detail::inf_value();
-    if (detail::is_inf(v)) return v > 0.0 ? -detail::inf_value() : detail::nan_value();
+    if (detail::is_inf(v)) return -detail::inf_value();  // -inf too, an integer (I_{-n} = I_n)
     double sign;
     const double r = detail::signed_log_iv(v, x, sign);
     return sign < 0.0 ? detail::nan_value() : r;
@@ -868,7 +868,13 @@ CURVKIT_HD double iv_ratio(double v, double x) {
         if (detail::is_inf(v)) return 0.0;
         return detail::iv_ratio_pos(v, x);
     }
-    if (x == 0.0 || detail::is_inf(x) || detail::is_inf(v)) return detail::nan_value();
+    if (detail::is_inf(v)) return detail::nan_value();
+    if (detail::is_inf(x)) return 1.0;  // I_v(x) ~ e^x / sqrt(2 pi x) for every order
+    if (x == 0.0) {
+        // I_{-n} = I_n: I_{n-1} / I_n ~ 2 n / x. Otherwise I_v ~ (x / 2)^v / Gamma(v + 1), and
+        // the ratio ~ x / (2 v + 2), zero with the sign of v + 1.
+        return v == floor(v) ? detail::inf_value() : x / (2.0 * v + 2.0);
+    }
     // The quotient of the logarithms below loses about log10(|log I|) digits (6 at v = -1e5).
     if (v == floor(v)) return 1.0 / detail::iv_ratio_pos(-v - 1.0, x);
     double s1, s0;
@@ -882,11 +888,12 @@ CURVKIT_HD double iv_ratio(double v, double x) {
 CURVKIT_HD double dlog_iv(double v, double x) {
     if (detail::is_nan(v) || detail::is_nan(x) || x < 0.0) return detail::nan_value();
     if (x == 0.0) {
+        // v / x, but I_{-n} = I_n: n / x (v = -inf taken as an integer, as by log_iv).
         if (v == 0.0) return 0.0;
-        return v > 0.0 ? detail::inf_value() : detail::nan_value();
+        return v > 0.0 || v == floor(v) ? detail::inf_value() : -detail::inf_value();
     }
     if (detail::is_inf(x)) return detail::is_inf(v) ? detail::nan_value() : 1.0;
-    if (detail::is_inf(v)) return v > 0.0 ? detail::inf_value() : detail::nan_value();
+    if (detail::is_inf(v)) return detail::inf_value();  // -inf too, as an integer
     if (v < 0.0 && v == floor(v)) v = -v;  // I_{-n} = I_n
     // v >= 0 (or a negative non-integer), x > 0 finite: iv_ratio less its edge cases.
     return v / x + (v >= 0.0 ? detail::iv_ratio_pos(v, x) : iv_ratio(v, x));
