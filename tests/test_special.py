@@ -831,6 +831,8 @@ def test_vmf_fit_edge_cases():
         special.vmf_fit(np.ones(3))
     with pytest.raises(ValueError, match="zero row"):
         special.vmf_fit(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="unsupported dtype complex128"):
+        special.vmf_fit(np.ones((2, 3), dtype=np.complex128))
     for bad in (np.nan, np.inf):
         with pytest.raises(ValueError, match="NaN or infinite"):
             special.vmf_fit(np.where(np.eye(3) > 0, bad, 0.5))

@@ -349,6 +349,7 @@ def vmf_fit(X: Any) -> Tuple[Any, float]:
     xp, A = _arrays.asarray(X)
     if A.ndim != 2 or A.shape[0] < 1 or A.shape[1] < 2:
         raise ValueError(f"X must be an (N, p) array with N >= 1 and p >= 2, got {A.shape}")
+    _arrays.value_dtype(A.dtype)  # a TypeError for complex, string and object arrays
     with _arrays.on_device(xp, _arrays.device_id(xp, A)):
         A = A.astype(np.float64, copy=False)
         # Two passes over X and no temporary of its size: the squared row norms, then the
