@@ -178,6 +178,9 @@ def iv_ratio(v: Any, x: Any, out: Optional[Any] = None) -> Any:
 def dlog_iv(v: Any, x: Any, out: Optional[Any] = None) -> Any:
     """The x-derivative of ``log I_v(x)``: ``I_v'(x) / I_v(x) = v / x + I_{v+1}(x) / I_v(x)``.
 
+    At ``x = 0`` it is the limit of ``v / x``: 0 at ``v = 0``, ``inf`` for ``v > 0`` and at
+    negative integers (``I_{-n} = I_n``), ``-inf`` at other negative orders; 1 at ``x = inf``.
+
     Parameters
     ----------
     v, x : array_like
