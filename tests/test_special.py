@@ -949,6 +949,13 @@ def test_gpu_vmf_fit():
     assert isinstance(mu_g, cp.ndarray)
     assert k_g == pytest.approx(k_c, rel=1e-12)
     assert np.allclose(to_host(mu_g), mu_c, rtol=0, atol=1e-12)
+    # Rows whose squared norms overflow or underflow take the scaled pass on the device too.
+    scaled = X * np.where(np.arange(500) % 2 == 0, 1e200, 1e-200)[:, None]
+    mu_s, k_s = special.vmf_fit(cp.asarray(scaled))
+    assert k_s == pytest.approx(k_c, rel=1e-12)
+    assert np.allclose(to_host(mu_s), mu_c, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        special.vmf_fit(cp.asarray(np.vstack([scaled, np.full(p, np.nan)])))
 
 
 def test_bench_rows_for_special(tmp_path):
