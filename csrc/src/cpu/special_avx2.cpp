@@ -4,15 +4,14 @@
 // Each chunk of elements is sorted by route key into contiguous runs (or, where all of them take
 // the uniform expansion, placed by lane groups of consecutive elements): the uniform expansion
 // (order >= debye_min_order) by its term count, and at smaller orders, by range of x and
-// order group, the power series and the shifted uniform expansion of log I, Temme's series
-// and Steed's fraction of log K, and Hankel's expansion of both. The runs go through SIMD
-// lanes on the same templated code as the scalar functions, with lane-only forms where they
-// are faster: log K's forward recurrence after Temme's series as a continuant, without
-// divisions,
-// Hankel's expansion without its truncation test where the keys guarantee that it passes,
-// and the uniform expansion up to v = 1e30 x; the few other elements (zero, infinite,
-// negative or subnormal arguments, tiny x for small-order K, v > 1e30 x) take the scalar
-// routes, compiled here with FMA. The ratios I_{v+1} / I_v, d/dx log I and d/dx log K take
+// order group, the power series and the shifted uniform expansion of log I, Temme's series,
+// the fitted start and Steed's fraction of log K, and Hankel's expansion of both. The runs go
+// through SIMD lanes on the same templated code as the scalar functions, with lane-only forms
+// where they are faster: log K's forward recurrence after Temme's series as a continuant,
+// without divisions, Hankel's expansion without its truncation test where the keys guarantee
+// that it passes, and the uniform expansion up to v = 1e30 x; the few other elements (zero,
+// infinite, negative or subnormal arguments, tiny x for small-order K, v > 1e30 x) take the
+// scalar routes, compiled here with FMA. The ratios I_{v+1} / I_v, d/dx log I and d/dx log K take
 // the keys of log I and log K with routes of their own (the ratio's uniform expansion, I's
 // continued fraction, the shifted expansion and Hankel's ratio; for K, Temme's series, the
 // fit's start, Steed's fraction and Hankel's ratio). This file is built with -mavx2 -mfma and
@@ -614,11 +613,8 @@ using dlog_kv_order = math::dlog_kv_order<vd>;
     avx2::vm ok;
     const vd hankel = o.v / xx - hankel_ratio_lanes<false>(o.v, xx, ok);
     vd result = hankel;
-    if (any_lane(and_not(xx > vd(0.0), ok))) {
-        vd log_k, rho;
-        math::steed_kv(o.w, xx, log_k, rho, false);
-        result = select(ok, hankel, math::dlog_kv_from_ratio(o, 2.0 / xx, rho));
-    }
+    if (any_lane(and_not(xx > vd(0.0), ok)))
+        result = select(ok, hankel, math::steed_dlog_kv(o, xx));
     result.store(out);
 }
 /// d/dx log K_v(x) on the fit's piece `piece` (device::detail::fit_dlog_kv).

@@ -677,6 +677,15 @@ CURVKIT_HD R dlog_kv_from_ratio(const dlog_kv_order<R>& o, R two_over_x, R rho) 
     return -madd(o.v, 0.5 * two_over_x, select(o.n >= R(1.0), q / p, rho));
 }
 
+/// d/dx log K_v(x) at the orders o from Steed's fraction for K_{w+1} / K_w without its
+/// normalising sum (x >= dlog_kv_fit_max_x, where it converges in few steps).
+template <class R>
+CURVKIT_HD R steed_dlog_kv(const dlog_kv_order<R>& o, R x) {
+    R log_k, rho;  // log_k is not formed
+    steed_kv(o.w, x, log_k, rho, false);
+    return dlog_kv_from_ratio(o, 2.0 / x, rho);
+}
+
 /// log K_v(x) for 0 <= v < debye_min_order on the fit's piece `piece`: log K_u and
 /// K_{u+1} / K_u at u = v - n, |u| <= 1/2, n = floor(v + 1/2), from the fitted polynomials,
 /// then the continuant to K_v / K_u = q, with one division (2 / x) in all.
@@ -776,12 +785,7 @@ CURVKIT_HD double dlog_kv_pos(double v, double x) {
     if (x >= temme_max_x && x < dlog_kv_fit_max_x) return fit_kv(true, v, x);
     double ratio;
     if (x >= hankel_min_x && hankel_ratio(v, x, false, ratio)) return v / x - ratio;
-    if (x >= dlog_kv_fit_max_x) {  // Steed's fraction without its normalising sum
-        const dlog_kv_order<double> o(v);
-        double log_k, rho;
-        steed_kv(o.w, x, log_k, rho, false);
-        return dlog_kv_from_ratio(o, 2.0 / x, rho);
-    }
+    if (x >= dlog_kv_fit_max_x) return steed_dlog_kv(dlog_kv_order<double>(v), x);
     if (v > 0.0 && v <= 0.5) {
         // K'_v / K_v = -v / x - K_{v-1} / K_v with K_{v-1} = K_{1-v} from Temme's series at
         // order -v: two negative terms, where v / x - K_{v+1} / K_v (about v / x - 2v / x at
